@@ -1,0 +1,90 @@
+"""Command-line entry shared by every family: flags, checks, distributed init, then the loop.
+
+    python -m <family>.main --config=configs/<family>.py[:profile] [--workdir=DIR]
+                            [--config.learning_rate=5e-4 --config.model.num_layers=12 ...]
+
+A family's ``main.py`` is one call: ``cli.run(TaskClass)``.
+"""
+
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Callable
+
+import ml_collections
+
+from common.config import ConfigError, validate_override_keys
+
+TrainFn = Callable[[type, ml_collections.ConfigDict, str], object]
+
+_OVERRIDE = re.compile(r"^--config\.([A-Za-z0-9_.]+)(=.*)?$")
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """Loads ``path/to/config.py[:arg]`` by calling its ``get_config(arg)``."""
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file '{path}' does not exist (from --config={spec})")
+    module_spec = importlib.util.spec_from_file_location("_jaxfam_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+
+
+def _precheck_argv(argv: list[str]) -> None:
+    """Fails early, with the valid choices, on unknown profiles and unknown override keys."""
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if spec is None:
+        raise ConfigError("missing --config=configs/<family>.py[:profile]")
+    config = load_config_file(spec)
+    keys = [m.group(1) for a in argv if (m := _OVERRIDE.match(a))]
+    validate_override_keys(config, keys)
+
+
+def default_workdir(config: ml_collections.ConfigDict) -> str:
+    """runs/<family>_<profile>: stable, so rerunning the same command resumes the same run."""
+    family = config.task.split(".")[0] if config.task else "run"
+    return os.path.join("runs", f"{family}_{config.profile or 'default'}")
+
+
+def run(
+    task_cls: type,
+    *,
+    workdir_fn: Callable[[ml_collections.ConfigDict], str] = default_workdir,
+    train_fn: TrainFn | None = None,
+    argv: list[str] | None = None,
+) -> None:
+    """Parses flags, prepares the process and runs ``train_fn(task_cls, config, workdir)``."""
+    argv = list(sys.argv if argv is None else argv)
+    try:
+        _precheck_argv(argv[1:])
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    flags_def = flags.FLAGS
+    config_flags.DEFINE_config_file("config", None, "configs/<family>.py[:profile]", lock_config=True)
+    flags.DEFINE_string("workdir", None, "run directory (default: derived from the config)")
+
+    def _main(_):
+        from common import parallel  # imports jax: only after flags are parsed
+
+        config = flags_def.config
+        # Distributed init must precede any device access (jax_pitfalls §5).
+        parallel.maybe_initialize_distributed(config)
+        parallel.hide_gpus_from_tensorflow()
+        workdir = flags_def.workdir or workdir_fn(config)
+        if train_fn is None:
+            from common.train import train_and_evaluate
+
+            result = train_and_evaluate(task_cls, config, workdir)
+        else:
+            result = train_fn(task_cls, config, workdir)
+        status = getattr(result, "status", "completed")
+        print(f"run {status}: {os.path.abspath(workdir)}", flush=True)
+
+    app.run(_main, argv=argv)

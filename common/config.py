@@ -1,0 +1,145 @@
+"""Shared configuration: the fields every family's config has, profile parsing, durations.
+
+Each `configs/<family>.py` starts from `base_config()` and sets its own fields. Field names
+follow the seeds' command-line flags where they exist (`batch_size`, `learning_rate`,
+`max_epochs`, `max_training_hours`, `resume_from`; model sizes live under `model.`).
+Optional fields use `placeholder(type)` so `--config.max_steps=1000` can set a field whose
+default is None.
+"""
+
+import difflib
+from collections.abc import Sequence
+
+import ml_collections
+from ml_collections import config_dict
+
+P = config_dict.placeholder
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message says which and how to fix it."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Fields every family shares. Families override values, never remove fields."""
+    c = ml_collections.ConfigDict()
+    c.task = ""  # "module:Class" of the family's Task (set by each config file)
+    c.profile = ""  # the profile name this config was built from (recorded in config.json)
+    c.seed = 0
+
+    # --- devices, parallelism, precision
+    c.platform = "auto"  # "auto" | "cpu" | "gpu" | "tpu": a requested accelerator must exist
+    c.parallel = "jit"  # "jit" (device mesh, recommended) | "pmap" (legacy, same results)
+    c.distributed = "auto"  # "auto" (SLURM/OMPI/TPU pod detection) | "on" | "off"
+    c.dtype = "auto"  # compute dtype: "auto" (bf16 on GPU/TPU, f32 on CPU) | "float32" | "bfloat16"
+    c.compilation_cache_dir = "~/.cache/jaxfam/xla"  # "" disables JAX's persistent cache
+
+    # --- data
+    c.data_dir = P(str)  # TFDS data_dir or a family's data folder
+    c.batch_size = 128  # GLOBAL train batch, split over all devices of all processes
+    c.eval_batch_size = P(int)  # GLOBAL eval batch; None -> batch_size
+    c.prefetch = 2  # device batches kept ready by the input thread
+
+    # --- duration (set exactly one of max_epochs / max_steps)
+    c.max_epochs = P(float)
+    c.max_steps = P(int)
+    c.max_training_hours = P(float)  # wall-clock budget of one invocation; saves then exits
+    c.stop_after_steps = P(int)  # simulate preemption: save and exit after this many steps
+
+    # --- optimiser
+    c.learning_rate = 1e-3  # peak learning rate
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "adamw"  # "adamw" | "adam" | "sgd"
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.eps = 1e-8
+    c.optim.weight_decay = 0.0  # decoupled; masked to kernels (no biases, norms, embeddings)
+    c.optim.grad_clip = P(float)  # clip by global norm; None = off
+    c.optim.schedule = "constant"  # constant | warmup_linear | warmup_cosine | cosine_restarts
+    c.optim.warmup_epochs = P(float)
+    c.optim.warmup_steps = P(int)
+    c.optim.warmup_init_lr = 0.0  # linear warmup starts here
+    c.optim.end_lr = 0.0  # floor of cosine / cosine-with-restarts (eta_min)
+    c.optim.restart_epochs = P(float)  # first cosine cycle length T_0 (epochs) ...
+    c.optim.restart_steps = P(int)  # ... or steps
+    c.optim.restart_mult = 1.0  # T_mult: cycle k lasts T_0 * T_mult**k (real-valued)
+    c.optim.lr_scales = ml_collections.ConfigDict()  # group -> scale (0 freezes the group)
+    c.optim.mu_dtype = P(str)  # e.g. "bfloat16" for Adam's first moment (memory)
+
+    # --- evaluation, checkpoints, logging
+    c.eval_every_epochs = 1.0
+    c.eval_every_steps = P(int)  # overrides eval_every_epochs
+    c.final_eval_splits = ()  # evaluated once at the end with the best checkpoint
+    c.best_metric = P(str)  # overrides the task's metric, e.g. "val/accuracy"
+    c.best_mode = P(str)  # "max" | "min"
+    c.checkpoint_every_epochs = P(float)  # periodic checkpoints kept in addition to latest/best
+    c.checkpoint_every_steps = P(int)
+    c.resume_from = P(str)  # a workdir, its checkpoints/ folder, or one step folder
+    c.init_from = P(str)  # params only (same forms), mapped by Task.init_from_params
+    c.log_every_steps = 50
+    c.ema_decay = 0.0  # > 0 keeps an EMA of params; evaluation/sampling use it
+    c.early_stopping = ml_collections.ConfigDict()
+    c.early_stopping.patience = 0  # evaluations without improvement; 0 = off
+    c.early_stopping.metric = P(str)  # default: the best-checkpoint metric
+    c.early_stopping.mode = P(str)
+    c.early_stopping.min_delta = 0.0
+    c.profile_steps = 0  # > 0: write a jax.profiler trace of this many steps after warm-up
+    return c
+
+
+def parse_profile(arg: str | None, *, choices: Sequence[str], default: str, config_file: str) -> str:
+    """Returns the profile named after the colon in ``--config=FILE:profile``.
+
+    An unknown name is an error that lists the valid ones.
+    """
+    name = (arg or default).strip()
+    if name not in choices:
+        close = difflib.get_close_matches(name, choices, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(
+            f"unknown profile '{name}' for {config_file}{hint}; choose one of: {', '.join(choices)}"
+        )
+    return name
+
+
+def steps_from(
+    *,
+    epochs: float | None,
+    steps: int | None,
+    steps_per_epoch: int,
+    what: str,
+    required: bool = True,
+) -> int | None:
+    """Converts a duration given in epochs or in steps into steps (exactly one may be set)."""
+    if epochs is not None and steps is not None:
+        raise ConfigError(f"{what}: set either *_epochs ({epochs}) or *_steps ({steps}), not both")
+    if steps is not None:
+        if steps < 0:
+            raise ConfigError(f"{what}: steps must be >= 0, got {steps}")
+        return int(steps)
+    if epochs is not None:
+        if epochs < 0:
+            raise ConfigError(f"{what}: epochs must be >= 0, got {epochs}")
+        return int(round(epochs * steps_per_epoch))
+    if required:
+        raise ConfigError(f"{what}: set *_epochs or *_steps")
+    return None
+
+
+def validate_override_keys(config: ml_collections.ConfigDict, keys: Sequence[str]) -> None:
+    """Raises a ConfigError naming each unknown dotted key and the valid keys at that level."""
+    for dotted in keys:
+        node = config
+        parts = dotted.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                valid = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+                prefix = ".".join(parts[:depth])
+                close = difflib.get_close_matches(part, valid, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                where = f"config.{prefix}" if prefix else "config"
+                raise ConfigError(
+                    f"unknown config key '{dotted}'{hint}; valid keys of {where}: "
+                    f"{', '.join(valid)}"
+                )
+            node = node[part]
