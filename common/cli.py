@@ -42,6 +42,18 @@ def _precheck_argv(argv: list[str]) -> None:
     validate_override_keys(config, keys)
 
 
+def quiet_library_logs() -> None:
+    """Orbax logs every save at INFO through absl; keep its warnings, drop the chatter."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "orbax" not in record.pathname
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(keep)
+    logging.getLogger("absl").addFilter(keep)
+
+
 def default_workdir(config: ml_collections.ConfigDict) -> str:
     """runs/<family>_<profile>: stable, so rerunning the same command resumes the same run."""
     family = config.task.split(".")[0] if config.task else "run"
@@ -67,12 +79,15 @@ def run(
     from ml_collections import config_flags
 
     flags_def = flags.FLAGS
-    config_flags.DEFINE_config_file("config", None, "configs/<family>.py[:profile]", lock_config=True)
+    config_flags.DEFINE_config_file(
+        "config", None, "configs/<family>.py[:profile]", lock_config=True
+    )
     flags.DEFINE_string("workdir", None, "run directory (default: derived from the config)")
 
     def _main(_):
         from common import parallel  # imports jax: only after flags are parsed
 
+        quiet_library_logs()
         config = flags_def.config
         # Distributed init must precede any device access (jax_pitfalls §5).
         parallel.maybe_initialize_distributed(config)

@@ -30,6 +30,7 @@ def base_config() -> ml_collections.ConfigDict:
     # --- devices, parallelism, precision
     c.platform = "auto"  # "auto" | "cpu" | "gpu" | "tpu": a requested accelerator must exist
     c.parallel = "jit"  # "jit" (device mesh, recommended) | "pmap" (legacy, same results)
+    c.num_devices = P(int)  # use only the first N devices (single process); None = all
     c.distributed = "auto"  # "auto" (SLURM/OMPI/TPU pod detection) | "on" | "off"
     c.dtype = "auto"  # compute dtype: "auto" (bf16 on GPU/TPU, f32 on CPU) | "float32" | "bfloat16"
     c.compilation_cache_dir = "~/.cache/jaxfam/xla"  # "" disables JAX's persistent cache
@@ -87,7 +88,9 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def parse_profile(arg: str | None, *, choices: Sequence[str], default: str, config_file: str) -> str:
+def parse_profile(
+    arg: str | None, *, choices: Sequence[str], default: str, config_file: str
+) -> str:
     """Returns the profile named after the colon in ``--config=FILE:profile``.
 
     An unknown name is an error that lists the valid ones.
@@ -120,7 +123,7 @@ def steps_from(
     if epochs is not None:
         if epochs < 0:
             raise ConfigError(f"{what}: epochs must be >= 0, got {epochs}")
-        return int(round(epochs * steps_per_epoch))
+        return round(epochs * steps_per_epoch)
     if required:
         raise ConfigError(f"{what}: set *_epochs or *_steps")
     return None

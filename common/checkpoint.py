@@ -1,0 +1,277 @@
+"""All checkpoint save/restore of the project (orbax v0 CheckpointManager).
+
+Layout: ``WORKDIR/checkpoints/<step>/{state,meta}``; ``state`` is the train state (step,
+params, extras, optimizer state incl. its count, EMA params, controls, rng), ``meta`` is JSON
+(epoch, best-so-far, early-stopping counters, the task's host state, the config).
+
+Policy (jax_pitfalls §6): keep the latest checkpoint, the best one by the task's metric and,
+optionally, every N-th step — through `preservation_policy` plus `best_fn` so "best" survives
+restarts; never `max_to_keep` (it can delete the latest). Orbax writes to a temporary folder
+and renames it, so a half-written checkpoint is never the one restored. Every restore passes an
+explicit target with shardings, so a checkpoint written on 8 devices restores on 1.
+
+Used by `common.train` (the loop) and by tools (`load_run`) that only need params.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from jax.sharding import Sharding
+
+_POL = ocp.checkpoint_managers
+CHECKPOINT_DIR = "checkpoints"
+
+
+def _handlers():
+    return {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+
+
+class Checkpointer:
+    """Latest + best (+ periodic) checkpoints of one run directory."""
+
+    def __init__(
+        self,
+        workdir: str,
+        *,
+        best_metric: str | None = None,
+        best_mode: str = "max",
+        keep_every_steps: int | None = None,
+        asynchronous: bool = True,
+    ):
+        if best_mode not in ("max", "min"):
+            raise ValueError(f"best_mode must be 'max' or 'min', got '{best_mode}'")
+        self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))  # orbax needs abs
+        self.best_metric = best_metric
+        policies = [_POL.LatestN(1)]
+        best_fn = None
+        if best_metric:
+            best_fn = lambda m: float(m[best_metric])
+            policies.append(
+                _POL.BestN(
+                    get_metric_fn=best_fn,
+                    reverse=best_mode == "min",
+                    n=1,
+                    keep_checkpoints_without_metrics=False,
+                )
+            )
+        if keep_every_steps:
+            policies.append(_POL.EveryNSteps(int(keep_every_steps)))
+        options = ocp.CheckpointManagerOptions(
+            best_fn=best_fn,  # without it metrics are not persisted and "best" is lost
+            best_mode=best_mode,
+            preservation_policy=_POL.AnyPreservationPolicy(policies),
+            enable_async_checkpointing=asynchronous,
+            create=True,
+        )
+        self.manager = ocp.CheckpointManager(
+            self.directory, item_names=("state", "meta"), item_handlers=_handlers(), options=options
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def best_step(self) -> int | None:
+        return self.manager.best_step() if self.best_metric else None
+
+    def all_steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
+    def save(
+        self, step: int, state: Any, meta: dict, metrics: dict[str, float] | None = None
+    ) -> bool:
+        """Saves unless this step is already on disk; every process must call it."""
+        if step in self.manager.all_steps():
+            return False
+        if metrics is not None and self.best_metric and self.best_metric not in metrics:
+            metrics = None  # a save without an eval does not compete for "best"
+        saved = self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(_jsonable(meta))
+            ),
+            metrics=metrics,
+            force=True,  # the loop decides when to save; the policies decide what to keep
+        )
+        return bool(saved)
+
+    def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
+        """Restores `step` onto `abstract_state` (a pytree of ShapeDtypeStruct with shardings)."""
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+            ),
+        )
+        return restored["state"], dict(restored["meta"] or {})
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def _jsonable(obj: Any) -> Any:
+    """Round-trips through json so a bad value fails here, at save time, with its path."""
+    try:
+        return json.loads(json.dumps(obj, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"checkpoint meta must be JSON-serialisable (finite numbers): {e}") from e
+
+
+# ---- locating and reading checkpoints of other runs ----------------------------------------
+@dataclass
+class CheckpointRef:
+    directory: str  # absolute path of a `checkpoints/` folder
+    step: int | None  # None: resolve with `which`
+
+
+def resolve(path: str) -> CheckpointRef:
+    """Accepts a run directory, its ``checkpoints/`` folder, or one ``checkpoints/<step>``."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"checkpoint path '{path}' does not exist")
+    base = os.path.basename(path.rstrip("/"))
+    if base.isdigit() and os.path.isdir(os.path.join(path, "state")):
+        return CheckpointRef(os.path.dirname(path), int(base))
+    if os.path.isdir(os.path.join(path, CHECKPOINT_DIR)):
+        return CheckpointRef(os.path.join(path, CHECKPOINT_DIR), None)
+    if any(d.isdigit() for d in os.listdir(path)):
+        return CheckpointRef(path, None)
+    raise FileNotFoundError(
+        f"no checkpoints under '{path}': expected a run directory (with checkpoints/), a "
+        "checkpoints/ folder, or a checkpoints/<step> folder"
+    )
+
+
+def _reader(directory: str) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        directory,
+        item_names=("state", "meta"),
+        item_handlers=_handlers(),
+        options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+    )
+
+
+def pick_step(ref: CheckpointRef, which: str = "latest") -> int:
+    """The step to load: the one named in the path, else "latest" or "best" of the folder."""
+    if ref.step is not None:
+        return ref.step
+    manager = _reader(ref.directory)
+    try:
+        steps = sorted(manager.all_steps())
+        if not steps:
+            raise FileNotFoundError(f"'{ref.directory}' holds no finished checkpoint")
+        if which == "latest":
+            return steps[-1]
+        if which == "best":
+            best = _best_from_meta(manager, steps)
+            return best if best is not None else steps[-1]
+        raise ValueError(f"which must be 'latest' or 'best', got '{which}'")
+    finally:
+        manager.close()
+
+
+def _best_from_meta(manager: ocp.CheckpointManager, steps: list[int]) -> int | None:
+    """The loop records the best step in every checkpoint's meta; read the newest record."""
+    for step in reversed(steps):
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        best = (meta or {}).get("best", {}).get("step")
+        if best is not None and best in steps:
+            return int(best)
+    return None
+
+
+def restore_tree(
+    ref: CheckpointRef, step: int, sharding: Sharding | None = None
+) -> tuple[dict, dict]:
+    """Restores one checkpoint as plain nested dicts (no target class needed), plus its meta.
+
+    Arrays are placed with `sharding` (default: the first local device), whatever mesh
+    wrote them.
+    """
+    if sharding is None:
+        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    manager = _reader(ref.directory)
+    try:
+        if step not in manager.all_steps():
+            raise FileNotFoundError(
+                f"step {step} not in '{ref.directory}' (have {sorted(manager.all_steps())})"
+            )
+        metadata = manager.item_metadata(step)["state"]
+        abstract = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), metadata
+        )
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+            ),
+        )
+        return restored["state"], dict(restored["meta"] or {})
+    finally:
+        manager.close()
+
+
+@dataclass
+class LoadedRun:
+    """What tools need from a run: its config and the params of one checkpoint."""
+
+    config: ml_collections.ConfigDict
+    step: int
+    params: Any
+    ema_params: Any  # None when the run kept no EMA
+    extras: Any
+    controls: dict
+    meta: dict
+
+    @property
+    def eval_params(self) -> Any:
+        """EMA params when the run kept them (what eval and sampling used), else params."""
+        return self.ema_params if self.ema_params else self.params
+
+
+def load_run(path: str, which: str = "best") -> LoadedRun:
+    """Loads a run's config and one checkpoint's params for sampling/evaluation/analysis.
+
+    `path`: a run directory, its checkpoints/ folder, or one checkpoints/<step> folder;
+    `which`: "best" (by the run's metric; falls back to latest) or "latest".
+    """
+    ref = resolve(path)
+    step = pick_step(ref, which)
+    state, meta = restore_tree(ref, step)
+    config_dict = meta.get("config")
+    if config_dict is None:
+        run_dir = os.path.dirname(ref.directory)
+        with open(os.path.join(run_dir, "config.json")) as f:
+            config_dict = json.load(f)
+    return LoadedRun(
+        config=ml_collections.ConfigDict(config_dict),
+        step=step,
+        params=state["params"],
+        ema_params=state.get("ema_params") or None,
+        extras=state.get("extras") or {},
+        controls=state.get("controls") or {},
+        meta=meta,
+    )
+
+
+def restore_state(ref: CheckpointRef, step: int, abstract_state: Any) -> tuple[Any, dict]:
+    """Restores a full train state from another run's folder (`config.resume_from`)."""
+    manager = _reader(ref.directory)
+    try:
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+            ),
+        )
+        return restored["state"], dict(restored["meta"] or {})
+    finally:
+        manager.close()

@@ -1,0 +1,630 @@
+"""THE training loop: `train_and_evaluate(task, config, workdir)`, shared by every family.
+
+Reads top to bottom: set up the run directory and devices; build data; build model and
+optimizer (shapes first, then real arrays, already placed); restore or initialise; compile the
+step; train with periodic eval, checkpoints and logs; final eval of held-out splits with the
+best checkpoint. Everything family-specific is a call into the `Task` (common/task.py).
+
+Stopping: the configured duration, `max_training_hours` (save, exit "time_limit"),
+SIGTERM/SIGINT (save, exit "preempted"), `stop_after_steps` (save, exit "stopped"), early
+stopping, or a task hook. A non-finite loss raises `NonFiniteLossError` naming the step; no
+checkpoint is written after it, so the last good one stays the latest.
+"""
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from common import checkpoint as ckpt_lib
+from common import metrics as metrics_lib
+from common import optim, parallel
+from common.config import ConfigError, steps_from
+from common.data import Prefetcher
+from common.precision import compute_dtype, dtype_name
+from common.task import HookContext, HookResult, StepContext, Task
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a bit-exact resume needs (the data position is a function of `step`)."""
+
+    step: jax.Array  # int32 scalar: number of updates applied
+    params: Any
+    extras: Any  # non-param collections, e.g. batch_stats
+    opt_state: Any  # includes the schedule's count
+    ema_params: Any  # {} when config.ema_decay == 0
+    controls: Any  # dict[str, float32 scalar] (loss weights, lr_scale/<group>, ...)
+    rng: jax.Array  # base key; step keys are fold_in(rng, step)
+
+
+@dataclass
+class TrainResult:
+    status: str  # completed | early_stopped | stopped_by_task | time_limit | preempted | stopped
+    step: int
+    best_step: int | None
+    best_value: float | None
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    workdir: str = ""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or gradient became NaN/inf; the message names the first bad step."""
+
+
+# ---- small helpers ---------------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "clu", "tensorflow-cpu"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _setup_compilation_cache(config: ml_collections.ConfigDict) -> None:
+    path = config.get("compilation_cache_dir") or ""
+    if path:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
+
+
+class _StopSignals:
+    """Turns SIGTERM/SIGINT into a flag the loop checks between steps (preemption)."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # Outside the main thread (e.g. a notebook worker) no handler can be installed.
+            with contextlib.suppress(ValueError):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        self.received = signum
+        logging.warning("received signal %d: will checkpoint and exit after this step", signum)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _all_agree(flag: bool) -> bool:
+    """Every process must take the same stop decision (saves are collective)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
+
+
+def _resolve_best(task: Task, config: ml_collections.ConfigDict) -> tuple[str, str]:
+    metric = config.best_metric or task.best_metric[0]
+    mode = config.best_mode or task.best_metric[1]
+    if mode not in ("max", "min"):
+        raise ConfigError(f"best_mode must be 'max' or 'min', got '{mode}'")
+    return metric, mode
+
+
+def _improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    """Strict improvement by more than `min_delta` (early stopping)."""
+    if best is None:
+        return True
+    return value > best + min_delta if mode == "max" else value < best - min_delta
+
+
+def _at_least_as_good(value: float, best: float | None, mode: str) -> bool:
+    """Best-checkpoint rule: ties go to the later step, as orbax's BestN keeps them."""
+    return best is None or (value >= best if mode == "max" else value <= best)
+
+
+# ---- the loop --------------------------------------------------------------------------------
+def train_and_evaluate(
+    task: Task | type, config: ml_collections.ConfigDict, workdir: str
+) -> TrainResult:
+    """Trains `task` as configured, in `workdir`, resuming whatever is there."""
+    task = task(config) if isinstance(task, type) else task
+
+    # Run directory, devices, versions: recorded first so a failed run still says where it ran.
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    is_main = jax.process_index() == 0
+    backend = parallel.check_platform(config)
+    _setup_compilation_cache(config)
+    mesh = parallel.make_mesh(config.get("num_devices"))
+    dtype = compute_dtype(config)
+    if is_main:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(config.to_dict(), f, indent=2, default=str)
+    logging.info("versions: %s", _versions())
+    logging.info(
+        "backend %s, %d processes, devices: %s; compute dtype %s",
+        backend,
+        jax.process_count(),
+        jax.devices(),
+        dtype_name(dtype),
+    )
+
+    # Data: sizes decide the schedule, so they come before the optimizer.
+    data = task.datasets()
+    global_batch = int(config.batch_size)
+    per_device = parallel.per_device_batch(global_batch, mesh)
+    eval_batch = int(config.eval_batch_size or global_batch)
+    parallel.per_device_batch(eval_batch, mesh, "eval_batch_size")
+    steps_per_epoch = data.train.num_examples // global_batch
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"batch_size={global_batch} exceeds the {data.train.num_examples} training examples"
+        )
+    total_steps = steps_from(
+        epochs=config.max_epochs,
+        steps=config.max_steps,
+        steps_per_epoch=steps_per_epoch,
+        what="max_epochs/max_steps",
+    )
+    eval_every = int(
+        config.eval_every_steps or max(1, round(config.eval_every_epochs * steps_per_epoch))
+    )
+    keep_every = steps_from(
+        epochs=config.checkpoint_every_epochs,
+        steps=config.checkpoint_every_steps,
+        steps_per_epoch=steps_per_epoch,
+        what="checkpoint_every",
+        required=False,
+    )
+    periodic_splits = data.periodic_eval_splits or tuple(data.eval)
+    unknown = [s for s in (*periodic_splits, *config.final_eval_splits) if s not in data.eval]
+    if unknown:
+        raise ConfigError(
+            f"eval splits {unknown} not provided by the task; it has {list(data.eval)}"
+        )
+    logging.info(
+        "data: %d train examples, global batch %d (%d per device on %d devices), %d steps/epoch, "
+        "%d steps; eval every %d steps on %s",
+        data.train.num_examples,
+        global_batch,
+        per_device,
+        mesh.size,
+        steps_per_epoch,
+        total_steps,
+        eval_every,
+        list(periodic_splits),
+    )
+    epoch_of = lambda step: step / steps_per_epoch
+    pi, pc = jax.process_index(), jax.process_count()
+    example = next(
+        data.train.batches(
+            epoch=0,
+            start_step=0,
+            global_batch_size=global_batch,
+            process_index=pi,
+            process_count=pc,
+        )
+    )
+    example = {k: np.asarray(v)[:2] for k, v in example.items()}
+
+    # Model and optimizer: shapes first (eval_shape), then real arrays created already placed.
+    root_rng = jax.random.PRNGKey(config.seed)
+    init_rng, train_rng = jax.random.split(root_rng)
+    abstract_vars = jax.eval_shape(task.init_variables, init_rng, example)
+    if "params" not in abstract_vars:
+        raise TypeError(f"{type(task).__name__}.init_variables must return a dict with 'params'")
+    group_patterns = task.param_groups()
+    groups = optim.group_assignment(abstract_vars["params"], group_patterns)
+    controls0 = {**task.initial_controls(), **optim.initial_lr_scales(config, group_patterns)}
+    schedule = optim.make_schedule(config, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    tx = optim.make_optimizer(config, schedule, abstract_vars["params"])
+    ema_decay = float(config.ema_decay)
+
+    def init_state(rng) -> TrainState:
+        variables = dict(task.init_variables(rng, example))
+        params = variables.pop("params")
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            extras=variables,
+            opt_state=tx.init(params),
+            ema_params=params if ema_decay > 0 else {},
+            controls={k: jnp.asarray(v, jnp.float32) for k, v in controls0.items()},
+            rng=train_rng,
+        )
+
+    repl = parallel.replicated(mesh)
+    abstract_state = jax.eval_shape(init_state, init_rng)
+    state_shardings = jax.tree.map(lambda _: repl, abstract_state)
+    abstract_state = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        abstract_state,
+        state_shardings,
+    )
+    best_metric, best_mode = _resolve_best(task, config)
+    es = config.early_stopping
+    es_metric, es_mode = es.metric or best_metric, es.mode or best_mode
+
+    # Restore or initialise: latest in workdir, else resume_from, else fresh (+ init_from).
+    ckpt = ckpt_lib.Checkpointer(
+        workdir, best_metric=best_metric, best_mode=best_mode, keep_every_steps=keep_every
+    )
+    meta: dict = {}
+    if ckpt.latest_step() is not None:
+        state, meta = ckpt.restore(ckpt.latest_step(), abstract_state)
+        logging.info("resumed from %s at step %d", ckpt.directory, int(state.step))
+    elif config.resume_from:
+        ref = ckpt_lib.resolve(config.resume_from)
+        step = ckpt_lib.pick_step(ref, "latest")
+        state, meta = ckpt_lib.restore_state(ref, step, abstract_state)
+        logging.info("resumed from resume_from=%s (step %d)", config.resume_from, step)
+    else:
+        state = jax.jit(init_state, out_shardings=state_shardings)(init_rng)
+        if config.init_from:
+            ref = ckpt_lib.resolve(config.init_from)
+            step = ckpt_lib.pick_step(ref, "best")
+            loaded, _ = ckpt_lib.restore_tree(ref, step, repl)
+            params = task.init_from_params(loaded["params"], state.params)
+            params = jax.device_put(params, jax.tree.map(lambda _: repl, state.params))
+            state = state.replace(
+                params=params,
+                ema_params=params if ema_decay > 0 else {},
+                opt_state=jax.jit(tx.init, out_shardings=state_shardings.opt_state)(params),
+            )
+            logging.info("initialised params from init_from=%s (step %d)", config.init_from, step)
+    task.load_state_dict(meta.get("task_state", {}))
+    best = dict(meta.get("best", {"metric": best_metric, "value": None, "step": None}))
+    early = dict(meta.get("early_stopping", {"best": None, "bad_evals": 0}))
+    start_step = int(jax.device_get(state.step))
+    if start_step > total_steps:
+        logging.warning("checkpoint step %d is past the configured end %d", start_step, total_steps)
+
+    writer = metrics_lib.RunWriter(workdir, is_main=is_main)
+    writer.set_epoch_fn(epoch_of)
+    if is_main and start_step == 0:
+        from clu import parameter_overview
+
+        parameter_overview.log_parameter_overview(state.params, msg="parameters")
+        n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+        writer.hparams({**metrics_lib.flatten_config(config.to_dict()), "num_params": n_params})
+        logging.info("%d parameters (%.2f MB float32)", n_params, n_params * 4 / 2**20)
+
+    # The step: one pure update function, compiled by jit (default) or pmap.
+    flat_groups = groups
+
+    def update(state: TrainState, batch, acc, reduce, shard_index):
+        rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), shard_index)
+        ctx = StepContext(step=state.step, extras=state.extras, controls=state.controls)
+
+        def loss_of(params):
+            loss, (mets, new_extras) = task.loss_fn(params, batch, rng, ctx)
+            return jnp.asarray(loss, jnp.float32), (mets, new_extras)
+
+        (loss, (mets, new_extras)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+        grads, loss, mets, new_extras = reduce((grads, loss, dict(mets), new_extras))
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates = optim.scale_updates_by_group(updates, flat_groups, state.controls)
+        params = optax.apply_updates(state.params, updates)
+        # A non-finite step changes nothing; the host raises at its next check.
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
+        new_extras = keep(new_extras, state.extras) if new_extras is not None else state.extras
+        ema = state.ema_params
+        if ema_decay > 0:
+            # Warm-up (TF ExponentialMovingAverage's num_updates rule) so early EMA tracks.
+            t = state.step.astype(jnp.float32)
+            d = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
+            ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
+        mets = {**mets, "loss": loss, "grad_norm": grad_norm}
+        acc = metrics_lib.merge_train_metrics(acc, mets, state.step, finite)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=params,
+            extras=new_extras,
+            opt_state=opt_state,
+            ema_params=ema,
+        )
+        return new_state, acc
+
+    if config.parallel == "jit":
+        train_step = jax.jit(
+            lambda s, b, a: update(s, b, a, lambda t: t, 0),
+            in_shardings=(state_shardings, parallel.data_sharded(mesh), repl),
+            out_shardings=(state_shardings, repl),
+            donate_argnums=(0, 2),
+        )
+        stacked = False
+    elif config.parallel == "pmap":
+        train_step = jax.pmap(
+            lambda s, b, a: update(
+                s,
+                b,
+                a,
+                lambda t: jax.lax.pmean(t, parallel.PMAP_AXIS),
+                jax.lax.axis_index(parallel.PMAP_AXIS),
+            ),
+            axis_name=parallel.PMAP_AXIS,
+            devices=list(mesh.devices.flat),
+            in_axes=(None, 0, None),
+            out_axes=(None, None),
+        )
+        stacked = True
+    else:
+        raise ConfigError(f"config.parallel must be 'jit' or 'pmap', got '{config.parallel}'")
+
+    def abstract_metrics():
+        ctx = StepContext(step=state.step, extras=state.extras, controls=state.controls)
+        shapes = jax.eval_shape(
+            lambda p: task.loss_fn(
+                p, {k: jnp.asarray(v) for k, v in example.items()}, init_rng, ctx
+            ),
+            state.params,
+        )
+        return {*shapes[1][0].keys(), "loss", "grad_norm"}
+
+    metric_keys = abstract_metrics()
+    new_acc = lambda: jax.device_put(metrics_lib.empty_train_metrics(metric_keys), repl)
+
+    @jax.jit
+    def eval_step(params, extras, controls, step, batch):
+        return task.eval_step(
+            params, batch, StepContext(step=step, extras=extras, controls=controls)
+        )
+
+    def eval_params(s: TrainState):
+        return s.ema_params if ema_decay > 0 else s.params
+
+    def evaluate(s: TrainState, splits, prefix: str = "") -> dict[str, dict[str, float]]:
+        """Runs each split once; logs `<prefix><split>/<metric>` scalars and images."""
+        results = {}
+        for split in splits:
+            total = None
+            for batch in data.eval[split].batches(
+                global_batch_size=eval_batch, process_index=pi, process_count=pc
+            ):
+                coll = eval_step(
+                    eval_params(s), s.extras, s.controls, s.step, parallel.place_batch(batch, mesh)
+                )
+                total = coll if total is None else total.merge(coll)
+            if total is None:
+                raise ValueError(f"eval split '{split}' yielded no batches")
+            summary = task.summarize_eval(split, total.compute())
+            results[split] = summary.scalars
+            writer.scalars(
+                step_now, {f"{prefix}{split}/{k}": v for k, v in summary.scalars.items()}
+            )
+            writer.images(step_now, {f"{prefix}{split}/{k}": v for k, v in summary.images.items()})
+        return results
+
+    def hook_context(s: TrainState, eval_results=None) -> HookContext:
+        return HookContext(
+            config=config,
+            workdir=workdir,
+            step=step_now,
+            epoch=step_now // steps_per_epoch,
+            steps_per_epoch=steps_per_epoch,
+            total_steps=total_steps,
+            params=eval_params(s),
+            raw_params=s.params,
+            extras=s.extras,
+            controls={k: float(v) for k, v in jax.device_get(s.controls).items()},
+            eval_results=eval_results or {},
+            is_main_process=is_main,
+        )
+
+    def apply_hook(s: TrainState, result: HookResult | None) -> tuple[TrainState, bool]:
+        if result is None:
+            return s, False
+        if result.message:
+            logging.info("[%s] step %d: %s", type(task).__name__, step_now, result.message)
+            writer.texts(step_now, {"events": result.message})
+        writer.scalars(step_now, result.scalars)
+        writer.images(step_now, result.images)
+        if result.controls:
+            unknown = sorted(set(result.controls) - set(s.controls))
+            if unknown:
+                raise KeyError(f"hook set unknown controls {unknown}; known: {sorted(s.controls)}")
+            new = {
+                **s.controls,
+                **{k: jnp.asarray(v, jnp.float32) for k, v in result.controls.items()},
+            }
+            s = s.replace(controls=jax.device_put(new, jax.tree.map(lambda _: repl, new)))
+        return s, bool(result.stop_training)
+
+    def meta_now(s: TrainState) -> dict:
+        return {
+            "step": step_now,
+            "epoch": epoch_of(step_now),
+            "best": best,
+            "early_stopping": early,
+            "task_state": task.state_dict(),
+            "config": config.to_dict(),
+            "versions": _versions(),
+        }
+
+    def check_finite(acc) -> None:
+        bad = metrics_lib.first_nonfinite_step(acc)
+        if bad is not None:
+            ckpt.wait()
+            last = ckpt.latest_step()
+            writer.close()
+            raise NonFiniteLossError(
+                f"loss or gradient became non-finite at step {bad} (epoch {epoch_of(bad):.2f}); "
+                f"the last good checkpoint is step {last} in {ckpt.directory}. Lower "
+                "learning_rate, set optim.grad_clip, or check the input data for NaN/inf."
+            )
+
+    def save(s: TrainState, acc, eval_metrics: dict | None = None) -> None:
+        check_finite(acc)  # never write a checkpoint after a bad step
+        ckpt.save(step_now, s, meta_now(s), metrics=eval_metrics)
+
+    def log_train(acc, data_wait_seconds: float) -> None:
+        check_finite(acc)
+        train = metrics_lib.compute_train_metrics(acc)
+        scalars = {f"train/{k}": v for k, v in train.items()}
+        scalars["train/learning_rate"] = float(schedule(step_now - 1))
+        scalars.update(progress.measure(step_now, data_wait_seconds))
+        writer.scalars(step_now, scalars)
+        if is_main:
+            logging.info(
+                metrics_lib.format_line(step_now, total_steps, epoch_of(step_now), scalars)
+            )
+
+    def eval_and_checkpoint(s: TrainState, acc) -> tuple[TrainState, str | None]:
+        """Periodic eval: best/early-stopping bookkeeping, the task's hook, a checkpoint."""
+        check_finite(acc)
+        results = evaluate(s, periodic_splits)
+        flat = {f"{sp}/{k}": v for sp, r in results.items() for k, v in r.items()}
+        line = " | ".join(f"{k}={v:.4g}" for k, v in sorted(flat.items()))
+        logging.info("eval at step %d (epoch %.2f): %s", step_now, epoch_of(step_now), line)
+        value = flat.get(best_metric)
+        if value is None:
+            logging.warning("best metric '%s' is not among %s", best_metric, sorted(flat))
+        elif _at_least_as_good(value, best["value"], best_mode):
+            best.update(value=float(value), step=step_now)
+        if es.patience > 0 and es_metric in flat:
+            if _improved(flat[es_metric], early["best"], es_mode, es.min_delta):
+                early.update(best=float(flat[es_metric]), bad_evals=0)
+            else:
+                early["bad_evals"] += 1
+        s, stop = apply_hook(s, task.on_eval(hook_context(s, results)))
+        save(s, acc, None if value is None else {best_metric: float(value)})
+        if stop:
+            return s, "stopped_by_task"
+        if es.patience > 0 and early["bad_evals"] >= es.patience:
+            logging.info("early stopping: no %s improvement in %d evals", es_metric, es.patience)
+            return s, "early_stopped"
+        return s, None
+
+    def stop_reason(signals: _StopSignals, elapsed: float) -> str | None:
+        if signals.received is not None:
+            return "preempted"
+        if time_limit is not None and elapsed >= time_limit:
+            return "time_limit"
+        if config.stop_after_steps is not None and steps_this_run >= config.stop_after_steps:
+            return "stopped"
+        return None
+
+    def batch_stream(first_step: int):
+        """Host batches from `first_step` to the end, across epoch boundaries."""
+        step = first_step
+        while step < total_steps:
+            for batch in data.train.batches(
+                epoch=step // steps_per_epoch,
+                start_step=step % steps_per_epoch,
+                global_batch_size=global_batch,
+                process_index=pi,
+                process_count=pc,
+            ):
+                yield batch
+                step += 1
+                if step >= total_steps:
+                    return
+
+    # Train: periodic eval / checkpoints / logs; stop on duration, time, signal or hooks.
+    step_now = start_step
+    status = "completed"
+    acc = new_acc()
+    progress = metrics_lib.Progress(
+        total_steps=total_steps, start_step=start_step, global_batch=global_batch
+    )
+    t_start = time.monotonic()
+    hours = config.max_training_hours
+    time_limit = None if hours is None else float(hours) * 3600
+    steps_this_run = 0
+    profile_window = (start_step + 5, start_step + 5 + config.profile_steps)
+    place = lambda b: parallel.place_batch(b, mesh, stacked=stacked)
+    stream = Prefetcher(batch_stream(start_step), place, config.prefetch)
+    with _StopSignals() as signals:
+        try:
+            for batch in stream:
+                if config.profile_steps and step_now == profile_window[0]:
+                    jax.profiler.start_trace(os.path.join(workdir, "profile"))
+                t0 = time.perf_counter()
+                state, acc = train_step(state, batch, acc)
+                step_now += 1
+                steps_this_run += 1
+                if steps_this_run == 1:
+                    jax.block_until_ready(state.step)
+                    logging.info("first step (compile + run): %.1f s", time.perf_counter() - t0)
+                    progress = metrics_lib.Progress(
+                        total_steps=total_steps, start_step=step_now, global_batch=global_batch
+                    )
+                if config.profile_steps and step_now == profile_window[1]:
+                    jax.block_until_ready(state.step)
+                    jax.profiler.stop_trace()
+                last = step_now >= total_steps
+
+                if step_now % config.log_every_steps == 0 or last:
+                    log_train(acc, stream.wait_seconds)
+                    acc = new_acc()
+                if step_now % eval_every == 0 or last:
+                    state, stopped = eval_and_checkpoint(state, acc)
+                    status = stopped or status
+                elif keep_every and step_now % keep_every == 0:
+                    save(state, acc)
+                if step_now % steps_per_epoch == 0:
+                    state, stop = apply_hook(state, task.on_epoch_end(hook_context(state)))
+                    if stop and status == "completed":
+                        status = "stopped_by_task"
+                if status != "completed" or last:
+                    break
+
+                # Preemption and budgets: the same decision on every process, then save + exit.
+                reason = stop_reason(signals, time.monotonic() - t_start)
+                if _all_agree(reason is not None):
+                    status = reason or "preempted"
+                    logging.info("stopping at step %d: %s", step_now, status)
+                    save(state, acc)
+                    break
+        finally:
+            stream.close()
+
+    # Final checkpoint, then held-out splits once with the best checkpoint.
+    check_finite(acc)
+    save(state, acc)
+    ckpt.wait()
+    final_metrics: dict[str, float] = {}
+    if status in ("completed", "early_stopped", "stopped_by_task") and config.final_eval_splits:
+        final_state, used = state, step_now
+        best_step = ckpt.best_step()
+        if best_step is not None and best_step != step_now:
+            final_state, _ = ckpt.restore(best_step, abstract_state)
+            used = best_step
+        results = evaluate(final_state, config.final_eval_splits, prefix="final/")
+        final_metrics = {f"final/{sp}/{k}": v for sp, r in results.items() for k, v in r.items()}
+        final_metrics["final/checkpoint_step"] = used
+        writer.scalars(step_now, {"final/checkpoint_step": used})
+        if is_main:
+            with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+                json.dump(final_metrics, f, indent=2)
+            logging.info("final eval with checkpoint %d: %s", used, final_metrics)
+    writer.close()
+    ckpt.close()
+    sys.stdout.flush()
+    return TrainResult(
+        status=status,
+        step=step_now,
+        best_step=best.get("step"),
+        best_value=best.get("value"),
+        final_metrics=final_metrics,
+        workdir=workdir,
+    )

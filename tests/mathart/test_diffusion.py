@@ -1,0 +1,117 @@
+"""Schedule and sampler maths of `mathart.diffusion`: exact identities, not tolerances of a
+trained model."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mathart import diffusion
+
+T = 200
+
+
+@pytest.fixture(scope="module")
+def schedule():
+    return diffusion.cosine_schedule(T)
+
+
+def test_cosine_schedule_matches_the_closed_form(schedule):
+    abar = np.asarray(schedule.alphas_cumprod, np.float64)
+    assert abar.shape == (T,)
+    assert np.all(np.diff(abar) < 0), "ᾱ must fall monotonically"
+    # Away from the β clip, ᾱ_t = f((t+1)/T) / f(0) exactly (Nichol & Dhariwal eq. 17).
+    s = 0.008
+    f = lambda u: np.cos((u + s) / (1 + s) * np.pi / 2) ** 2
+    t = np.arange(T - 5)
+    np.testing.assert_allclose(abar[t], f((t + 1) / T) / f(0), rtol=2e-5)
+    assert 0.999 < abar[0] < 1.0 and abar[-1] < 1e-4
+
+
+def test_v_and_eps_parameterisations_invert(schedule):
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    x0 = jax.random.uniform(k1, (4, 8, 8, 3), minval=-1, maxval=1)
+    eps = jax.random.normal(k2, x0.shape)
+    t = jax.random.randint(k3, (4,), 0, T)
+    x_t = diffusion.q_sample(schedule, x0, t, eps)
+    for prediction in diffusion.PREDICTIONS:
+        target = diffusion.training_target(schedule, x0, eps, t, prediction)
+        x0_hat, eps_hat = diffusion.predict_x0_eps(schedule, x_t, t, target, prediction)
+        np.testing.assert_allclose(x0_hat, x0, atol=2e-4 if prediction == "v" else 5e-2)
+        np.testing.assert_allclose(eps_hat, eps, atol=2e-4)
+
+
+@pytest.mark.parametrize("prediction", diffusion.PREDICTIONS)
+@pytest.mark.parametrize("num_steps", [1, 7, 50, T])
+@pytest.mark.parametrize("method,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0)])
+def test_sampler_recovers_a_point_mass_in_any_number_of_steps(
+    schedule, prediction, num_steps, method, eta
+):
+    """A model that outputs the exact v/eps for a known x0 must land on x0, whatever the step
+    count: every re-spaced update keeps x_t = alpha x0 + sigma eps_hat with the same x0. The
+    small reference model's sampler (single-step α_t/β_t with strided t) fails this."""
+    x0 = jax.random.uniform(jax.random.key(1), (2, 4, 4, 3), minval=-0.9, maxval=0.9)
+
+    def oracle(x_t, t):
+        alpha, sigma = diffusion.alpha_sigma(schedule, t)
+        a, s = alpha[:, None, None, None], sigma[:, None, None, None]
+        eps = (x_t - a * x0) / s
+        return eps if prediction == "eps" else a * eps - s * x0
+
+    x_init = jax.random.normal(jax.random.key(2), x0.shape)
+    out = diffusion.sample(
+        oracle,
+        schedule,
+        x_init,
+        jax.random.key(3),
+        num_steps=num_steps,
+        method=method,
+        eta=eta,
+        prediction=prediction,
+        clip_x0=False,
+    )
+    np.testing.assert_allclose(out, x0, atol=2e-3)
+
+
+def test_ddim_with_eta_one_is_the_ancestral_ddpm_step(schedule):
+    """Song et al.: DDIM's η = 1 variance equals the DDPM posterior variance, and the means
+    agree, for any pair (ᾱ_t, ᾱ_prev) of the re-spaced chain."""
+    steps = diffusion.respaced_timesteps(T, 13)
+    abar = np.asarray(schedule.alphas_cumprod)
+    k1, k2, k3 = jax.random.split(jax.random.key(4), 3)
+    x_t = jax.random.normal(k1, (3, 5))
+    x0_hat = jax.random.uniform(k2, (3, 5), minval=-1, maxval=1)
+    noise = jax.random.normal(k3, (3, 5))
+    for t, t_prev in zip(steps[:-1], steps[1:]):
+        a_t, a_prev = jnp.float32(abar[t]), jnp.float32(abar[t_prev])
+        eps_hat = (x_t - jnp.sqrt(a_t) * x0_hat) / jnp.sqrt(1 - a_t)
+        ddim = diffusion.ddim_update(x_t, x0_hat, eps_hat, a_t, a_prev, 1.0, noise)
+        ddpm = diffusion.ddpm_update(x_t, x0_hat, a_t, a_prev, noise)
+        np.testing.assert_allclose(ddim, ddpm, atol=1e-5)
+
+
+def test_respaced_timesteps():
+    steps = diffusion.respaced_timesteps(200, 50)
+    assert steps[0] == 199 and steps[-1] == 0 and len(np.unique(steps)) == 50
+    assert np.all(np.diff(steps) < 0)
+    np.testing.assert_array_equal(diffusion.respaced_timesteps(10, 10), np.arange(9, -1, -1))
+    with pytest.raises(ValueError, match="sampling steps"):
+        diffusion.respaced_timesteps(200, 201)
+
+
+def test_strided_single_step_update_is_wrong(schedule):
+    """Documents the bug we must not copy: applying single-step α_t = 1 - β_t while jumping
+    four steps (50 of 200) leaves the signal level far from ᾱ_prev."""
+    abar = np.asarray(schedule.alphas_cumprod, np.float64)
+    t, t_prev = 100, 96
+    single_alpha = abar[t] / abar[t - 1]
+    respaced_alpha = abar[t] / abar[t_prev]
+    assert abs(single_alpha - respaced_alpha) > 10 * abs(1 - single_alpha) / 4 * 0.1
+    assert not np.isclose(single_alpha, respaced_alpha, rtol=1e-3)
+
+
+def test_guidance_is_affine():
+    c, u = jnp.array([1.0, 2.0]), jnp.array([0.5, 0.0])
+    np.testing.assert_allclose(diffusion.guided(c, u, 1.0), c)
+    np.testing.assert_allclose(diffusion.guided(c, u, 0.0), u)
+    np.testing.assert_allclose(diffusion.guided(c, u, 3.0), u + 3 * (c - u))
