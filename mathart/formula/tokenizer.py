@@ -1,0 +1,149 @@
+"""`Tokenizer`: formula (or free-text prompt) -> fixed-length int32 ids for the formula encoder.
+
+Pieces. A text that the formula lexer accepts is split into its canonical mathematical tokens
+(numbers, names, operators, brackets; ``2x²`` gives ``2 * x ^ 2``), so every spelling of a
+formula encodes the same way. Any other text (a caption such as "a red rose curve", from the
+JSONL loader) is split into words, punctuation and single spaces.
+
+Vocabulary (`Tokenizer.build`): the four specials, then a base that can spell anything in the
+formula language (printable ASCII and every whitelisted name), then the corpus's most frequent
+remaining pieces until ``max_vocab`` (default 5000, the seed's figure). A piece outside the
+vocabulary falls back to its characters; a character outside it becomes ``<unk>``.
+
+Ids: ``0 = <pad>``, ``1 = <unk>``, ``2 = <bos>``, ``3 = <eos>``. ``encode(text, max_len)``
+returns ``[<bos>, pieces..., <eos>, 0, 0, ...]``; a text too long keeps its first
+``max_len - 2`` ids and still ends in ``<eos>``. The attention mask is ``ids != 0``.
+Saved as plain JSON (`to_json` / `from_json`); never pickled.
+"""
+
+import collections
+import json
+import re
+import string
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from mathart.formula import lexer, names
+from mathart.formula.errors import FormulaError
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
+_FORMAT = "mathart.tokenizer"
+_WORDS = re.compile(r"\s+|\w+|[^\w\s]")
+
+
+def pieces(text: str) -> list[str]:
+    """Pre-tokenisation: canonical formula tokens if `text` lexes as a formula, else words."""
+    try:
+        return [t.text for t in lexer.tokens_for(text)]
+    except FormulaError:
+        return [" " if p.isspace() else p for p in _WORDS.findall(text)]
+
+
+def _base_vocab() -> list[str]:
+    chars = [c for c in string.printable if c not in "\t\n\r\x0b\x0c"]
+    extra = sorted(set(names.ALL_NAMES) | {"<=", ">="}, key=lambda s: (len(s), s))
+    return [*SPECIALS, *chars, *[p for p in extra if p not in chars]]
+
+
+class Tokenizer:
+    """Maps text to ids and back. Build from a corpus; save and load as JSON."""
+
+    def __init__(self, vocab: Sequence[str]):
+        vocab = list(vocab)
+        if tuple(vocab[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"a vocabulary must start with {SPECIALS}, got {vocab[:4]}")
+        if len(set(vocab)) != len(vocab):
+            dupes = [p for p, n in collections.Counter(vocab).items() if n > 1][:5]
+            raise ValueError(f"duplicate pieces in the vocabulary: {dupes}")
+        self.vocab = vocab
+        self.index = {p: i for i, p in enumerate(vocab)}
+
+    @classmethod
+    def build(cls, corpus: Iterable[str], max_vocab: int = 5000) -> "Tokenizer":
+        """Base vocabulary plus the most frequent corpus pieces, ``max_vocab`` ids in all."""
+        base = _base_vocab()
+        if max_vocab < len(base):
+            raise ValueError(
+                f"max_vocab={max_vocab} is smaller than the base vocabulary ({len(base)} "
+                "pieces: specials, printable ASCII and the formula language's names); "
+                f"use at least {len(base)}"
+            )
+        counts: collections.Counter[str] = collections.Counter()
+        for text in corpus:
+            counts.update(pieces(text))
+        known = set(base)
+        ranked = sorted((p for p in counts if p not in known), key=lambda p: (-counts[p], p))
+        return cls(base + ranked[: max_vocab - len(base)])
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def ids(self, text: str) -> list[int]:
+        """Ids of `text` without specials or padding."""
+        out: list[int] = []
+        for p in pieces(text):
+            i = self.index.get(p)
+            if i is not None:
+                out.append(i)
+            else:  # character fallback
+                out.extend(self.index.get(c, UNK) for c in p)
+        return out
+
+    def encode(self, text: str, max_len: int) -> np.ndarray:
+        """``int32 [max_len]``: ``<bos> ids <eos>`` then zeros (see the module docstring)."""
+        if max_len < 3:
+            raise ValueError(f"max_len must be at least 3 (<bos>, one id, <eos>), got {max_len}")
+        body = self.ids(text)[: max_len - 2]
+        out = np.zeros((max_len,), np.int32)
+        out[0] = BOS
+        out[1 : 1 + len(body)] = body
+        out[1 + len(body)] = EOS
+        return out
+
+    def encode_batch(self, texts: Iterable[str], max_len: int) -> np.ndarray:
+        """``int32 [N, max_len]``."""
+        rows = [self.encode(str(t), max_len) for t in texts]
+        return np.stack(rows) if rows else np.zeros((0, max_len), np.int32)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Ids -> text; specials are dropped, formulas come back in canonical spelling."""
+        parts = []
+        for i in ids:
+            i = int(i)
+            if i == EOS:
+                break
+            if i in (PAD, BOS) or not 0 <= i < len(self.vocab):
+                continue
+            parts.append(self.vocab[i])
+        text = "".join(parts)
+        try:
+            return lexer.normalize(text)
+        except FormulaError:
+            return text
+
+    def to_json(self) -> str:
+        return json.dumps({"format": _FORMAT, "version": 1, "vocab": self.vocab})
+
+    @classmethod
+    def from_json(cls, data: str) -> "Tokenizer":
+        obj = json.loads(data)
+        if not isinstance(obj, dict) or obj.get("format") != _FORMAT:
+            raise ValueError(f"not a {_FORMAT} JSON document (missing 'format': '{_FORMAT}')")
+        if obj.get("version") != 1:
+            raise ValueError(f"unsupported tokenizer version {obj.get('version')!r}; expected 1")
+        vocab = obj.get("vocab")
+        if not isinstance(vocab, list) or not all(isinstance(p, str) for p in vocab):
+            raise ValueError("tokenizer JSON: 'vocab' must be a list of strings")
+        return cls(vocab)
+
+    def save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.to_json())
+
+    @classmethod
+    def load(cls, path: str) -> "Tokenizer":
+        with open(path, encoding="utf-8") as f:
+            return cls.from_json(f.read())
