@@ -22,33 +22,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from common import checkpoint as ckpt_lib
 from common import metrics as metrics_lib
-from common import optim, parallel
+from common import parallel
 from common.config import ConfigError, steps_from
 from common.data import Prefetcher
 from common.precision import compute_dtype, dtype_name
-from common.task import HookContext, HookResult, StepContext, Task
-
-
-@flax.struct.dataclass
-class TrainState:
-    """Everything a bit-exact resume needs (the data position is a function of `step`)."""
-
-    step: jax.Array  # int32 scalar: number of updates applied
-    params: Any
-    extras: Any  # non-param collections, e.g. batch_stats
-    opt_state: Any  # includes the schedule's count
-    ema_params: Any  # {} when config.ema_decay == 0
-    controls: Any  # dict[str, float32 scalar] (loss weights, lr_scale/<group>, ...)
-    rng: jax.Array  # base key; step keys are fold_in(rng, step)
+from common.steps import TrainState, build_steps
+from common.task import HookContext, HookResult, Task
 
 
 @dataclass
@@ -223,40 +209,11 @@ def train_and_evaluate(
     )
     example = {k: np.asarray(v)[:2] for k, v in example.items()}
 
-    # Model and optimizer: shapes first (eval_shape), then real arrays created already placed.
-    root_rng = jax.random.PRNGKey(config.seed)
-    init_rng, train_rng = jax.random.split(root_rng)
-    abstract_vars = jax.eval_shape(task.init_variables, init_rng, example)
-    if "params" not in abstract_vars:
-        raise TypeError(f"{type(task).__name__}.init_variables must return a dict with 'params'")
-    group_patterns = task.param_groups()
-    groups = optim.group_assignment(abstract_vars["params"], group_patterns)
-    controls0 = {**task.initial_controls(), **optim.initial_lr_scales(config, group_patterns)}
-    schedule = optim.make_schedule(config, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
-    tx = optim.make_optimizer(config, schedule, abstract_vars["params"])
-    ema_decay = float(config.ema_decay)
-
-    def init_state(rng) -> TrainState:
-        variables = dict(task.init_variables(rng, example))
-        params = variables.pop("params")
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            extras=variables,
-            opt_state=tx.init(params),
-            ema_params=params if ema_decay > 0 else {},
-            controls={k: jnp.asarray(v, jnp.float32) for k, v in controls0.items()},
-            rng=train_rng,
-        )
-
-    repl = parallel.replicated(mesh)
-    abstract_state = jax.eval_shape(init_state, init_rng)
-    state_shardings = jax.tree.map(lambda _: repl, abstract_state)
-    abstract_state = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-        abstract_state,
-        state_shardings,
+    # Model, optimizer and compiled steps: shapes first, then real arrays created placed.
+    steps = build_steps(
+        task, config, mesh, example, steps_per_epoch=steps_per_epoch, total_steps=total_steps
     )
+    schedule, abstract_state, repl = steps.schedule, steps.abstract_state, steps.replicated
     best_metric, best_mode = _resolve_best(task, config)
     es = config.early_stopping
     es_metric, es_mode = es.metric or best_metric, es.mode or best_mode
@@ -275,18 +232,14 @@ def train_and_evaluate(
         state, meta = ckpt_lib.restore_state(ref, step, abstract_state)
         logging.info("resumed from resume_from=%s (step %d)", config.resume_from, step)
     else:
-        state = jax.jit(init_state, out_shardings=state_shardings)(init_rng)
+        state = steps.init_state()
         if config.init_from:
             ref = ckpt_lib.resolve(config.init_from)
             step = ckpt_lib.pick_step(ref, "best")
             loaded, _ = ckpt_lib.restore_tree(ref, step, repl)
             params = task.init_from_params(loaded["params"], state.params)
             params = jax.device_put(params, jax.tree.map(lambda _: repl, state.params))
-            state = state.replace(
-                params=params,
-                ema_params=params if ema_decay > 0 else {},
-                opt_state=jax.jit(tx.init, out_shardings=state_shardings.opt_state)(params),
-            )
+            state = steps.with_params(state, params)
             logging.info("initialised params from init_from=%s (step %d)", config.init_from, step)
     task.load_state_dict(meta.get("task_state", {}))
     best = dict(meta.get("best", {"metric": best_metric, "value": None, "step": None}))
@@ -305,92 +258,9 @@ def train_and_evaluate(
         writer.hparams({**metrics_lib.flatten_config(config.to_dict()), "num_params": n_params})
         logging.info("%d parameters (%.2f MB float32)", n_params, n_params * 4 / 2**20)
 
-    # The step: one pure update function, compiled by jit (default) or pmap.
-    flat_groups = groups
+    train_step, eval_step, new_acc = steps.train_step, steps.eval_step, steps.new_metrics
 
-    def update(state: TrainState, batch, acc, reduce, shard_index):
-        rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), shard_index)
-        ctx = StepContext(step=state.step, extras=state.extras, controls=state.controls)
-
-        def loss_of(params):
-            loss, (mets, new_extras) = task.loss_fn(params, batch, rng, ctx)
-            return jnp.asarray(loss, jnp.float32), (mets, new_extras)
-
-        (loss, (mets, new_extras)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
-        grads, loss, mets, new_extras = reduce((grads, loss, dict(mets), new_extras))
-        grad_norm = optax.global_norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        updates = optim.scale_updates_by_group(updates, flat_groups, state.controls)
-        params = optax.apply_updates(state.params, updates)
-        # A non-finite step changes nothing; the host raises at its next check.
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-        params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
-        new_extras = keep(new_extras, state.extras) if new_extras is not None else state.extras
-        ema = state.ema_params
-        if ema_decay > 0:
-            # Warm-up (TF ExponentialMovingAverage's num_updates rule) so early EMA tracks.
-            t = state.step.astype(jnp.float32)
-            d = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
-            ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
-        mets = {**mets, "loss": loss, "grad_norm": grad_norm}
-        acc = metrics_lib.merge_train_metrics(acc, mets, state.step, finite)
-        new_state = state.replace(
-            step=state.step + 1,
-            params=params,
-            extras=new_extras,
-            opt_state=opt_state,
-            ema_params=ema,
-        )
-        return new_state, acc
-
-    if config.parallel == "jit":
-        train_step = jax.jit(
-            lambda s, b, a: update(s, b, a, lambda t: t, 0),
-            in_shardings=(state_shardings, parallel.data_sharded(mesh), repl),
-            out_shardings=(state_shardings, repl),
-            donate_argnums=(0, 2),
-        )
-        stacked = False
-    elif config.parallel == "pmap":
-        train_step = jax.pmap(
-            lambda s, b, a: update(
-                s,
-                b,
-                a,
-                lambda t: jax.lax.pmean(t, parallel.PMAP_AXIS),
-                jax.lax.axis_index(parallel.PMAP_AXIS),
-            ),
-            axis_name=parallel.PMAP_AXIS,
-            devices=list(mesh.devices.flat),
-            in_axes=(None, 0, None),
-            out_axes=(None, None),
-        )
-        stacked = True
-    else:
-        raise ConfigError(f"config.parallel must be 'jit' or 'pmap', got '{config.parallel}'")
-
-    def abstract_metrics():
-        ctx = StepContext(step=state.step, extras=state.extras, controls=state.controls)
-        shapes = jax.eval_shape(
-            lambda p: task.loss_fn(
-                p, {k: jnp.asarray(v) for k, v in example.items()}, init_rng, ctx
-            ),
-            state.params,
-        )
-        return {*shapes[1][0].keys(), "loss", "grad_norm"}
-
-    metric_keys = abstract_metrics()
-    new_acc = lambda: jax.device_put(metrics_lib.empty_train_metrics(metric_keys), repl)
-
-    @jax.jit
-    def eval_step(params, extras, controls, step, batch):
-        return task.eval_step(
-            params, batch, StepContext(step=step, extras=extras, controls=controls)
-        )
-
-    def eval_params(s: TrainState):
-        return s.ema_params if ema_decay > 0 else s.params
+    eval_params = steps.eval_params
 
     def evaluate(s: TrainState, splits, prefix: str = "") -> dict[str, dict[str, float]]:
         """Runs each split once; logs `<prefix><split>/<metric>` scalars and images."""
@@ -551,7 +421,7 @@ def train_and_evaluate(
     time_limit = None if hours is None else float(hours) * 3600
     steps_this_run = 0
     profile_window = (start_step + 5, start_step + 5 + config.profile_steps)
-    place = lambda b: parallel.place_batch(b, mesh, stacked=stacked)
+    place = lambda b: parallel.place_batch(b, mesh, stacked=steps.stacked)
     stream = Prefetcher(batch_stream(start_step), place, config.prefetch)
     with _StopSignals() as signals:
         try:
