@@ -1,0 +1,311 @@
+"""The three scan-line classifiers, selected by ``config.model.name``.
+
+Used by `scanline.task`. Every model maps z-scored scan lines ``lines: [B, T, L]`` (T lines of L
+pixels, in scan order) to logits ``[B, P, K]`` at P read-out positions, and says how many lines
+each position has seen (`lines_seen`, [P] ints): the image prediction is the last position.
+
+* ``vit`` — `ScanLineEncoder`, the seed's model (Kronberger's Rust ScanLineEncoder): one token
+  per scan line (Linear line -> embedding, or the 1-D CNN tokenizer), a learned CLS token at
+  position 0, learned positions, a pre-norm Transformer encoder with full attention, a linear
+  head on the CLS output. P = 1 (it sees all T lines).
+* ``sequential`` — `SequentialScanLineEncoder`: CNN tokenizer per line, a causal mask (line i
+  attends to lines j <= i, optionally only j > i - W), and the head applied at *every* position:
+  position i is the prediction after i + 1 lines (progressive prediction). P = T. This is the
+  Rust branch's plan with its two bugs fixed: the mask is "allowed" = lower triangle (Flax's
+  convention: True = may attend), and nothing is read from a CLS token at position 0, which a
+  correct causal mask would blind.
+* ``lrcn`` — `LRCN`, Gordon et al. (2020)'s best model: a window of W = 20 consecutive full
+  lines through a small VGG-like 2-D CNN (first conv 7x7 stride 2; blocks of two 3x3 convs and a
+  2x2 max-pool with 32/64/128 filters), rolled down the scan with `window_stride`, the window
+  features fed to an LSTM with 256 units, a linear head at every step. P = number of windows.
+
+Parameters are float32; compute runs in `dtype` (`common.precision.compute_dtype`); logits are
+returned in float32.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+Dtype = Any
+
+
+class LinearTokenizer(nn.Module):
+    """One token per line: Linear(L -> embedding_dim) (the Rust `main` branch)."""
+
+    embedding_dim: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, lines, *, train: bool):
+        del train
+        return nn.Dense(self.embedding_dim, dtype=self.dtype, name="proj")(lines)
+
+
+class CNNTokenizer(nn.Module):
+    """One token per line from a 1-D CNN along the line, then an average over pixels.
+
+    Conv(c1, k5, stride) -> ReLU -> dropout -> Conv(c2, k3) -> ReLU -> dropout ->
+    Conv(embedding_dim, k3) -> ReLU -> mean over the line (the Rust `vit-cnn-tokenizer` branch,
+    channels (128, 256), stride 1). Lines never mix, so it keeps a causal model causal.
+    """
+
+    embedding_dim: int
+    channels: Sequence[int] = (128, 256)
+    stride: int = 1
+    dropout: float = 0.1
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, lines, *, train: bool):
+        b, t, length = lines.shape
+        x = lines.reshape(b * t, length, 1).astype(self.dtype)
+        kernels = (5,) + (3,) * len(self.channels)
+        widths = (*self.channels, self.embedding_dim)
+        for i, (width, k) in enumerate(zip(widths, kernels)):
+            stride = self.stride if i == 0 else 1
+            x = nn.Conv(width, (k,), strides=(stride,), dtype=self.dtype, name=f"conv{i}")(x)
+            x = nn.relu(x)
+            if i < len(widths) - 1:
+                x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return x.mean(axis=1).reshape(b, t, self.embedding_dim)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm Transformer layer: x + Drop(MHA(LN x)), then x + Drop(MLP(LN x)) with GELU."""
+
+    num_heads: int
+    mlp_size: int
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask, *, train: bool):
+        y = nn.LayerNorm(dtype=self.dtype, name="ln_attn")(x)
+        y = nn.MultiHeadDotProductAttention(
+            num_heads=self.num_heads,
+            dtype=self.dtype,
+            dropout_rate=self.attention_dropout,
+            deterministic=not train,
+            force_fp32_for_softmax=True,
+            name="attn",
+        )(y, y, mask=mask)
+        x = x + nn.Dropout(self.dropout, deterministic=not train)(y)
+        y = nn.LayerNorm(dtype=self.dtype, name="ln_mlp")(x)
+        y = nn.gelu(nn.Dense(self.mlp_size, dtype=self.dtype, name="mlp_in")(y))
+        y = nn.Dropout(self.dropout, deterministic=not train)(y)
+        y = nn.Dense(x.shape[-1], dtype=self.dtype, name="mlp_out")(y)
+        return x + nn.Dropout(self.dropout, deterministic=not train)(y)
+
+
+class Encoder(nn.Module):
+    """A stack of `EncoderBlock`s and a final LayerNorm."""
+
+    num_layers: int
+    num_heads: int
+    mlp_size: int
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask, *, train: bool):
+        for i in range(self.num_layers):
+            x = EncoderBlock(
+                self.num_heads,
+                self.mlp_size,
+                self.dropout,
+                self.attention_dropout,
+                self.dtype,
+                name=f"block{i}",
+            )(x, mask, train=train)
+        return nn.LayerNorm(dtype=self.dtype, name="ln_final")(x)
+
+
+def _tokenizer(cfg: ml_collections.ConfigDict, dtype: Dtype) -> nn.Module:
+    if cfg.tokenizer == "linear":
+        return LinearTokenizer(cfg.embedding_dim, dtype=dtype, name="tokenizer")
+    if cfg.tokenizer == "cnn":
+        return CNNTokenizer(
+            cfg.embedding_dim,
+            channels=tuple(cfg.tokenizer_channels),
+            stride=cfg.tokenizer_stride,
+            dropout=cfg.dropout,
+            dtype=dtype,
+            name="tokenizer",
+        )
+    raise ValueError(f"config.model.tokenizer must be linear|cnn, got '{cfg.tokenizer}'")
+
+
+def causal_mask(num_lines: int, window: int = 0) -> np.ndarray:
+    """Attention permission [1, 1, T, T]: query line i may attend key line j iff j <= i
+    (and j > i - window when window > 0). True = allowed (Flax's convention)."""
+    i = np.arange(num_lines)[:, None]
+    j = np.arange(num_lines)[None, :]
+    allowed = j <= i
+    if window > 0:
+        allowed &= j > i - window
+    return allowed[None, None]
+
+
+class ScanLineEncoder(nn.Module):
+    """`vit`: bidirectional line-token Transformer with a CLS read-out -> logits [B, 1, K]."""
+
+    cfg: ml_collections.ConfigDict
+    num_classes: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, lines, *, train: bool):
+        c = self.cfg
+        tokens = _tokenizer(c, self.dtype)(lines, train=train)  # [B, T, D]
+        b, t, d = tokens.shape
+        cls = self.param("cls", nn.initializers.normal(0.02), (1, 1, d))
+        x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, d)).astype(tokens.dtype), tokens], 1)
+        pos = self.param("pos_embedding", nn.initializers.normal(0.02), (1, t + 1, d))
+        x = nn.Dropout(c.dropout, deterministic=not train)(x + pos.astype(x.dtype))
+        x = Encoder(
+            c.num_layers,
+            c.num_heads,
+            c.mlp_size,
+            c.dropout,
+            c.attention_dropout,
+            self.dtype,
+            name="encoder",
+        )(x, None, train=train)
+        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x[:, :1])
+        return logits.astype(jnp.float32)
+
+    @staticmethod
+    def lines_seen(cfg: ml_collections.ConfigDict, num_lines: int) -> np.ndarray:
+        del cfg
+        return np.array([num_lines])
+
+
+class SequentialScanLineEncoder(nn.Module):
+    """`sequential`: causal line Transformer, logits at every line -> [B, T, K]."""
+
+    cfg: ml_collections.ConfigDict
+    num_classes: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, lines, *, train: bool):
+        c = self.cfg
+        tokens = _tokenizer(c, self.dtype)(lines, train=train)  # [B, T, D]
+        _, t, d = tokens.shape
+        pos = self.param("pos_embedding", nn.initializers.normal(0.02), (1, t, d))
+        x = nn.Dropout(c.dropout, deterministic=not train)(tokens + pos.astype(tokens.dtype))
+        mask = jnp.asarray(causal_mask(t, c.window))
+        x = Encoder(
+            c.num_layers,
+            c.num_heads,
+            c.mlp_size,
+            c.dropout,
+            c.attention_dropout,
+            self.dtype,
+            name="encoder",
+        )(x, mask, train=train)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+
+    @staticmethod
+    def lines_seen(cfg: ml_collections.ConfigDict, num_lines: int) -> np.ndarray:
+        del cfg
+        return np.arange(1, num_lines + 1)
+
+
+class WindowCNN(nn.Module):
+    """Gordon et al.'s base CNN on one window [N, W, L, 1] -> features [N, F]."""
+
+    channels: Sequence[int] = (32, 64, 128)
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        for block, width in enumerate(self.channels):
+            for layer in range(2):
+                first = block == 0 and layer == 0
+                x = nn.Conv(
+                    width,
+                    (7, 7) if first else (3, 3),
+                    strides=(2, 2) if first else (1, 1),
+                    dtype=self.dtype,
+                    name=f"conv{block}_{layer}",
+                )(x)
+                x = nn.relu(x)
+            x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+        return x.reshape(x.shape[0], -1)
+
+
+def window_starts(cfg: ml_collections.ConfigDict, num_lines: int) -> np.ndarray:
+    """First line of each LRCN window; the last window always ends at the last line."""
+    w, s = cfg.lrcn_window, cfg.lrcn_stride
+    if w > num_lines:
+        raise ValueError(
+            f"config.model.lrcn_window={w} is longer than the {num_lines} lines of an image"
+        )
+    if s < 1:
+        raise ValueError(f"config.model.lrcn_stride must be >= 1, got {s}")
+    starts = np.arange(0, num_lines - w + 1, s)
+    if starts[-1] != num_lines - w:
+        starts = np.r_[starts, num_lines - w]
+    return starts
+
+
+class LRCN(nn.Module):
+    """`lrcn`: rolling 20-line windows -> 2-D CNN -> LSTM(256) -> logits per window [B, P, K]."""
+
+    cfg: ml_collections.ConfigDict
+    num_classes: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, lines, *, train: bool):
+        c = self.cfg
+        b, t, length = lines.shape
+        starts = window_starts(c, t)
+        idx = starts[:, None] + np.arange(c.lrcn_window)[None, :]  # [P, W]
+        windows = lines[:, idx]  # [B, P, W, L]
+        p = len(starts)
+        feats = WindowCNN(tuple(c.cnn_channels), self.dtype, name="cnn")(
+            windows.reshape(b * p, c.lrcn_window, length, 1).astype(self.dtype)
+        )
+        feats = nn.Dropout(c.dropout, deterministic=not train)(feats.reshape(b, p, -1))
+        hidden = nn.RNN(
+            nn.OptimizedLSTMCell(c.lstm_size, dtype=self.dtype, param_dtype=jnp.float32),
+            name="lstm",
+        )(feats)  # [B, P, H]
+        hidden = nn.Dropout(c.dropout, deterministic=not train)(hidden)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(hidden).astype(jnp.float32)
+
+    @staticmethod
+    def lines_seen(cfg: ml_collections.ConfigDict, num_lines: int) -> np.ndarray:
+        return window_starts(cfg, num_lines) + cfg.lrcn_window
+
+
+MODELS = {"vit": ScanLineEncoder, "sequential": SequentialScanLineEncoder, "lrcn": LRCN}
+
+
+def build_model(cfg: ml_collections.ConfigDict, num_classes: int, dtype: Dtype) -> nn.Module:
+    """The model named by ``cfg.name`` (config.model)."""
+    if cfg.name not in MODELS:
+        raise ValueError(
+            f"unknown config.model.name '{cfg.name}'; choose one of: {', '.join(MODELS)}"
+        )
+    if cfg.name != "lrcn" and cfg.embedding_dim % cfg.num_heads:
+        raise ValueError(
+            f"config.model.embedding_dim={cfg.embedding_dim} is not divisible by "
+            f"num_heads={cfg.num_heads}"
+        )
+    # Frozen: a module attribute must be hashable and must not change under the model's feet.
+    return MODELS[cfg.name](ml_collections.FrozenConfigDict(cfg), num_classes, dtype)
+
+
+def lines_seen(cfg: ml_collections.ConfigDict, num_lines: int) -> np.ndarray:
+    """Lines each read-out position of the configured model has seen, [P] ints."""
+    return MODELS[cfg.name].lines_seen(cfg, num_lines)
