@@ -344,18 +344,18 @@ def _classify(clauses: list[parser.Clause], text: str) -> Formula:
     else:
         (c,) = rest
         relation = "="
-        if isinstance(c, parser.ComplexMap):
-            form, body = "complex", (c.expr,)
-        elif isinstance(c, parser.Bare):
+        if isinstance(c, parser.Bare):
             used = _vars_of([c.expr])
             if used <= {"x"}:
                 form, body = "explicit", (c.expr,)
-            elif used <= {"x", "y"}:
-                form, body = "implicit", (c.expr, Num(0.0))
             elif used == {"theta"}:
                 form, body = "polar", (c.expr,)
             elif used == {"z"}:
                 form, body = "complex", (c.expr,)
+            elif used <= {"x", "y"}:
+                # "expr" means "expr = 0"; classify exactly as that text would be, so the
+                # canonical text re-parses to the same formula ("y" is the line y = 0).
+                c = parser.Relation(c.expr, "=", Num(0.0), c.pos)
             else:
                 raise FormulaError(
                     f"cannot tell the form of an expression in {', '.join(sorted(used))}; "
@@ -364,6 +364,10 @@ def _classify(clauses: list[parser.Clause], text: str) -> Formula:
                     c.pos,
                     text,
                 )
+        if isinstance(c, parser.ComplexMap):
+            form, body = "complex", (c.expr,)
+        elif isinstance(c, parser.Bare):
+            pass  # classified above
         elif (
             c.op == "="
             and is_sym(c.lhs, "y")
@@ -480,21 +484,6 @@ def parse(text: "str | Formula", limits: names.Limits = names.DEFAULT_LIMITS) ->
         if not lo < hi:
             raise FormulaError(f"empty range [{lo:.4g}, {hi:.4g}]", where, text)
     return formula
-
-
-def is_integer_literal(node: Node) -> bool:
-    """True for a literal integer exponent (``x^3``, ``x^(-2)``): rendered exactly with
-    `lax.integer_pow` and part of the compiled structure, not a traced constant."""
-    if isinstance(node, Neg):
-        node = node.arg
-    return isinstance(node, Num) and node.value == int(node.value)
-
-
-def integer_value(node: Node) -> int:
-    sign = -1 if isinstance(node, Neg) else 1
-    inner = node.arg if isinstance(node, Neg) else node
-    assert isinstance(inner, Num)
-    return sign * int(inner.value)
 
 
 __all__ = ["FORMS", "Formula", "FormulaError", "parse", "unparse_formula"]

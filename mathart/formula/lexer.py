@@ -91,6 +91,7 @@ _HINTS = {
     "\\": "LaTeX commands are not supported; write sqrt(x), x^2, pi, theta",
 }
 _OPERATORS = {"+", "-", "*", "/", "^"}
+_DIGITS = frozenset("0123456789")
 _WHITESPACE = " \t\n\r"
 _CLOSERS = {")": "(", "]": "["}
 
@@ -152,7 +153,7 @@ def lex(text: str, limits: names.Limits = names.DEFAULT_LIMITS) -> list[Token]:
             raise FormulaError(
                 f"control or invisible character U+{ord(ch):04X} is not allowed", i, text
             )
-        if ch.isascii() and (ch.isdigit() or (ch == "." and text[i + 1 : i + 2].isdigit())):
+        if ch in _DIGITS or (ch == "." and text[i + 1 : i + 2] in _DIGITS):
             m = _NUMBER.match(text, i)
             assert m is not None
             literal = m.group(0)
