@@ -8,6 +8,7 @@ default is None.
 """
 
 import difflib
+import logging
 from collections.abc import Sequence
 
 import ml_collections
@@ -43,7 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     # --- duration (set exactly one of max_epochs / max_steps)
     c.max_epochs = P(float)
-    c.max_steps = P(int)
+    c.max_steps = P(int)  # wins over max_epochs when both are set (same for every *_steps)
     c.max_training_hours = P(float)  # wall-clock budget of one invocation; saves then exits
     c.stop_after_steps = P(int)  # simulate preemption: save and exit after this many steps
 
@@ -113,10 +114,13 @@ def steps_from(
     what: str,
     required: bool = True,
 ) -> int | None:
-    """Converts a duration given in epochs or in steps into steps (exactly one may be set)."""
-    if epochs is not None and steps is not None:
-        raise ConfigError(f"{what}: set either *_epochs ({epochs}) or *_steps ({steps}), not both")
+    """Converts a duration given in epochs or in steps into steps.
+
+    When both are set, steps win: a profile gives epochs, a command-line `*_steps` overrides.
+    """
     if steps is not None:
+        if epochs is not None:
+            logging.info("%s: %d steps override %s epochs", what, steps, epochs)
         if steps < 0:
             raise ConfigError(f"{what}: steps must be >= 0, got {steps}")
         return int(steps)

@@ -118,8 +118,6 @@ def make_schedule(
     if name == "warmup_cosine":
         return warmup_cosine(lr, warmup, total_steps, o.warmup_init_lr, o.end_lr)
     if name == "cosine_restarts":
-        if o.restart_steps is not None and o.restart_epochs is not None:
-            raise ConfigError("set optim.restart_epochs or optim.restart_steps, not both")
         if o.restart_steps is not None:
             period = float(o.restart_steps)
         elif o.restart_epochs is not None:

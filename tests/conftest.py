@@ -12,6 +12,16 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # TensorFlow must never grab 
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
+# Tests check behaviour, not speed: compile fast (flax's own tests do this), and share
+# compiled programs between tests (the tiny task's step recurs) through the persistent cache.
+jax.config.update("jax_disable_most_optimizations", True)
+jax.config.update(
+    "jax_compilation_cache_dir",
+    os.environ.get(
+        "JAXFAM_TEST_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jaxfam", "test-xla")
+    ),
+)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 import pathlib  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Config of the test-only tiny task (tests/common/tiny_task.py): seconds on CPU.
 
-    python -m common.bench --config=tests/common/tiny_config.py
+python -m common.bench --config=tests/common/tiny_config.py
 """
 
 import ml_collections
@@ -10,7 +10,10 @@ from common.config import base_config, parse_profile
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     profile = parse_profile(
-        arg, choices=("default", "smoke"), default="default", config_file="tests/common/tiny_config.py"
+        arg,
+        choices=("default", "smoke"),
+        default="default",
+        config_file="tests/common/tiny_config.py",
     )
     c = base_config()
     c.task = "tests.common.tiny_task:TinyTask"

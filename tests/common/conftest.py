@@ -1,0 +1,59 @@
+"""Fixtures for the shared-loop tests: run the tiny task through the real loop."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from common import checkpoint
+from common.train import TrainResult, train_and_evaluate
+from tests.common import tiny_config
+from tests.common.tiny_task import TinyTask
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def make_config(**overrides):
+    """The tiny config with dotted overrides, e.g. make_config(**{"tiny.dropout": 0.1})."""
+    c = tiny_config.get_config()
+    for dotted, value in overrides.items():
+        node = c
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+def run(workdir, **overrides) -> TrainResult:
+    return train_and_evaluate(TinyTask, make_config(**overrides), str(workdir))
+
+
+def params_of(workdir, which="latest"):
+    return checkpoint.load_run(str(workdir), which=which)
+
+
+def subprocess_env(**extra) -> dict:
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def tiny_cli(workdir, *flags: str, env=None, **popen) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.common.tiny_main",
+        "--config=tests/common/tiny_config.py",
+        f"--workdir={workdir}",
+        *flags,
+    ]
+    return subprocess.Popen(cmd, cwd=REPO, env=env or subprocess_env(), **popen)
+
+
+@pytest.fixture
+def tiny_run():
+    return run

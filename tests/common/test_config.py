@@ -1,0 +1,60 @@
+"""Profiles, overrides and durations: errors name the problem and the valid choices."""
+
+import pytest
+
+from common import cli
+from common.config import ConfigError, base_config, parse_profile, steps_from
+from tests.common import tiny_config
+
+
+def test_unknown_profile_lists_valid_ones():
+    with pytest.raises(ConfigError) as e:
+        tiny_config.get_config("smok")
+    msg = str(e.value)
+    assert "unknown profile 'smok'" in msg
+    assert "did you mean 'smoke'" in msg
+    assert "choose one of: default, smoke" in msg
+
+
+def test_parse_profile_default():
+    assert parse_profile(None, choices=("a", "b"), default="b", config_file="x.py") == "b"
+
+
+def test_unknown_override_key_lists_valid_keys():
+    argv = ["--config=tests/common/tiny_config.py", "--config.optim.learning_rat=3"]
+    with pytest.raises(ConfigError) as e:
+        cli._precheck_argv(argv)
+    msg = str(e.value)
+    assert "unknown config key 'optim.learning_rat'" in msg
+    assert "valid keys of config.optim:" in msg and "weight_decay" in msg
+    argv = ["--config=tests/common/tiny_config.py", "--config.tiny.hiden=3"]
+    with pytest.raises(ConfigError, match="did you mean 'hidden'"):
+        cli._precheck_argv(argv)
+
+
+def test_known_override_keys_pass_and_missing_file_fails():
+    cli._precheck_argv(["--config=tests/common/tiny_config.py:smoke", "--config.tiny.hidden=3"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        cli._precheck_argv(["--config=configs/nope.py"])
+
+
+def test_cli_exits_with_message_on_bad_profile(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.run(object, argv=["prog", "--config=tests/common/tiny_config.py:bogus"])
+    assert e.value.code == 2
+    assert "unknown profile 'bogus'" in capsys.readouterr().err
+
+
+def test_seed_flag_names_exist_in_base_config():
+    c = base_config()
+    for name in ("batch_size", "learning_rate", "max_epochs", "max_training_hours", "resume_from"):
+        assert name in c
+
+
+def test_steps_from():
+    assert steps_from(epochs=2.5, steps=None, steps_per_epoch=10, what="x") == 25
+    assert steps_from(epochs=None, steps=7, steps_per_epoch=10, what="x") == 7
+    assert steps_from(epochs=None, steps=None, steps_per_epoch=10, what="x", required=False) is None
+    assert steps_from(epochs=1.0, steps=3, steps_per_epoch=10, what="x") == 3  # steps win
+    with pytest.raises(ConfigError, match="set \\*_epochs or \\*_steps"):
+        steps_from(epochs=None, steps=None, steps_per_epoch=10, what="x")
