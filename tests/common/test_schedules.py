@@ -118,7 +118,7 @@ def test_make_schedule_converts_epochs_to_steps():
 
 
 def test_make_schedule_rejects_bad_settings():
-    with pytest.raises(ConfigError, match="unknown optim.schedule 'cosin'"):
+    with pytest.raises(ConfigError, match=r"unknown optim\.schedule 'cosin'"):
         optim.make_schedule(_cfg(schedule="cosin"), steps_per_epoch=10, total_steps=10)
     with pytest.raises(ConfigError, match="restart_epochs or _steps"):
         optim.make_schedule(_cfg(schedule="cosine_restarts"), steps_per_epoch=10, total_steps=10)
