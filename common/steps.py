@@ -7,6 +7,7 @@ numbers describe the real training step, not a look-alike.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import flax
@@ -160,7 +161,8 @@ def build_steps(
     )
     metric_keys = {*loss_shapes[1][0].keys(), "loss", "grad_norm"}
 
-    @jax.jit
+    # Outputs replicated: per-example outputs (e.g. for AUROC) become readable on every host.
+    @partial(jax.jit, out_shardings=repl)
     def eval_step(params, extras, controls, step, batch):
         ctx = StepContext(step=step, extras=extras, controls=controls)
         return task.eval_step(params, batch, ctx)

@@ -459,6 +459,9 @@ def train_and_evaluate(
                     break
 
                 # Preemption and budgets: the same decision on every process, then save + exit.
+                # Across processes that decision is a collective, so it is taken every 10 steps.
+                if pc > 1 and step_now % 10:
+                    continue
                 reason = stop_reason(signals, time.monotonic() - t_start)
                 if _all_agree(reason is not None):
                     status = reason or "preempted"
