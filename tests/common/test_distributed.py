@@ -5,7 +5,6 @@ shards, collective checkpoint saves and process-0-only logging."""
 import json
 import os
 import socket
-import subprocess
 
 import jax
 import numpy as np
@@ -50,6 +49,7 @@ def test_two_processes_agree_with_one(tmp_path):
         multi.params,
         single.params,
     )
+
     # Only process 0 wrote metrics, and the curves agree.
     def curve(d):
         with open(os.path.join(d, "metrics.jsonl")) as f:
