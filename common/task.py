@@ -209,6 +209,12 @@ class Task:
         del fresh
         return loaded
 
+    def synthetic_batch(self, global_batch_size: int, rng: np.random.Generator) -> Batch | None:
+        """A random batch shaped like real training data, for `common.bench` without a
+        dataset (e.g. CIFAR not downloaded yet). None: bench reads the real train source."""
+        del global_batch_size, rng
+        return None
+
     def flops_per_example(self) -> float | None:
         """Analytic training FLOPs per example (forward + backward), for MFU; None = unknown."""
         return None

@@ -1,0 +1,307 @@
+"""Benchmark the real compiled train step of any family: `python -m common.bench`.
+
+    python -m common.bench --config=configs/vit.py:small [--config.batch_size=256]
+                           [--steps=20] [--warmup=3] [--input_batches=0] [--out=bench.json]
+
+Times exactly the step `common.train` runs (built by `common.steps.build_steps`) on one batch
+already on device, so input is excluded: compile time (lower + compile, separately), step time
+(median and spread of N timed steps after warm-up, each ended by `block_until_ready`),
+examples/s, FLOPs per step from XLA's cost analysis (global, i.e. all devices) and from the
+task's analytic count, MFU against the device's peak (a table for GPUs/TPUs; on CPU a measured
+float32 matmul peak), memory (device peak where the runtime reports it, else XLA's buffer
+sizes), and the number of compilations during timing (must be 0). `--input_batches N` also
+times the task's input pipeline alone (host batches + device placement), to compare with the
+step rate. Prints a table and writes JSON. Every speed figure in this project comes from here.
+"""
+
+import importlib
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from common import parallel
+from common.precision import compute_dtype, dtype_name
+from common.steps import build_steps
+from common.task import Task
+
+# Dense bf16 peak TFLOP/s per device (jax_pitfalls §11.3: maxtext's table; H100/H200 SXM).
+PEAK_BF16_TFLOPS = {
+    "h100": 989.0,
+    "h200": 989.0,
+    "a100": 312.0,
+    "tpu v4": 275.0,
+    "tpu v5 lite": 197.0,
+    "tpu v5e": 197.0,
+    "tpu v5p": 459.0,
+    "tpu v5": 459.0,
+    "tpu v6 lite": 918.0,
+    "tpu v6e": 918.0,
+}
+
+
+def load_task_class(config: ml_collections.ConfigDict) -> type[Task]:
+    """Imports ``config.task`` ("module:Class"); only Task subclasses are accepted."""
+    spec = str(config.get("task", ""))
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"config.task must look like 'vit.task:VitTask', got '{spec}'")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ValueError(f"config.task '{spec}' is not a common.task.Task subclass")
+    return cls
+
+
+def device_peak_flops(dtype) -> tuple[float, str]:
+    """(peak FLOP/s per device, where the number comes from)."""
+    device = jax.devices()[0]
+    kind = device.device_kind.lower()
+    if device.platform in ("gpu", "tpu"):
+        for name, tflops in PEAK_BF16_TFLOPS.items():
+            if name in kind:
+                scale = 1.0 if jnp.dtype(dtype) == jnp.bfloat16 else 0.5  # rough f32 (TF32) peak
+                return tflops * 1e12 * scale, f"table: {name} dense bf16 {tflops} TFLOP/s"
+        return float("nan"), f"no peak known for '{device.device_kind}'"
+    return measure_matmul_peak(), "measured: float32 2048x2048 matmul on one CPU device"
+
+
+def measure_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Best-of-N float32 matmul FLOP/s on the first device: the CPU's practical peak."""
+    a = jax.device_put(jnp.ones((n, n), jnp.float32), jax.devices()[0])
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best
+
+
+class _CompileCounter:
+    """Counts XLA backend compilations while active (a silent recompile shows up here)."""
+
+    EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __init__(self):
+        self.count = 0
+
+    def _listener(self, event: str, duration: float, **kwargs) -> None:
+        del duration, kwargs
+        if event == self.EVENT:
+            self.count += 1
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listener)
+
+
+def example_batch(task: Task, config: ml_collections.ConfigDict, global_batch: int) -> dict:
+    """A full global batch: the task's synthetic one if it offers it, else real data."""
+    batch = task.synthetic_batch(global_batch, np.random.default_rng(0))
+    if batch is not None:
+        return {k: np.asarray(v) for k, v in batch.items()}
+    data = task.datasets()
+    return next(
+        data.train.batches(
+            epoch=0, start_step=0, global_batch_size=global_batch, process_index=0, process_count=1
+        )
+    )
+
+
+def time_input(task: Task, config, mesh, num_batches: int, stacked: bool) -> dict[str, float]:
+    """Host input pipeline + device placement alone, in examples/s."""
+    data = task.datasets()
+    batches = data.train.batches(
+        epoch=0,
+        start_step=0,
+        global_batch_size=config.batch_size,
+        process_index=0,
+        process_count=1,
+    )
+    t0, n = time.perf_counter(), 0
+    for batch in batches:
+        placed = parallel.place_batch(batch, mesh, stacked=stacked)
+        jax.block_until_ready(placed)
+        n += 1
+        if n >= num_batches:
+            break
+    dt = time.perf_counter() - t0
+    return {"input_batches": n, "input_examples_per_sec": n * config.batch_size / dt}
+
+
+def benchmark(
+    config: ml_collections.ConfigDict, *, steps: int = 20, warmup: int = 3, input_batches: int = 0
+) -> dict[str, Any]:
+    """Runs the benchmark and returns its record (see module docstring)."""
+    task = load_task_class(config)(config)
+    mesh = parallel.make_mesh(config.get("num_devices"))
+    global_batch = int(config.batch_size)
+    parallel.per_device_batch(global_batch, mesh)
+    host_batch = example_batch(task, config, global_batch)
+    small = {k: np.asarray(v)[:2] for k, v in host_batch.items()}
+    built = build_steps(task, config, mesh, small, steps_per_epoch=1000, total_steps=10**6)
+
+    t0 = time.perf_counter()
+    state = built.init_state()
+    jax.block_until_ready(state)
+    init_s = time.perf_counter() - t0
+    batch = parallel.place_batch(host_batch, mesh, stacked=built.stacked)
+    acc = built.new_metrics()
+
+    t0 = time.perf_counter()
+    lowered = built.train_step.lower(state, batch, acc)
+    lower_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - t0
+    xla_flops = _flops(lowered.cost_analysis())
+    memory = compiled.memory_analysis()
+
+    with _CompileCounter() as compiles:
+        for _ in range(warmup):
+            state, acc = compiled(state, batch, acc)
+        jax.block_until_ready(state)
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            state, acc = compiled(state, batch, acc)
+            jax.block_until_ready(state)
+            times.append(time.perf_counter() - t0)
+    step_s = statistics.median(times)
+    per_example = task.flops_per_example()
+    analytic = None if per_example is None else float(per_example) * global_batch
+    dtype = compute_dtype(config)
+    peak, peak_source = device_peak_flops(dtype)
+    n_dev = mesh.size
+    useful = analytic if analytic is not None else xla_flops
+    record: dict[str, Any] = {
+        "config": config.get("task"),
+        "profile": config.get("profile"),
+        "device_kind": jax.devices()[0].device_kind,
+        "platform": jax.devices()[0].platform,
+        "num_devices": n_dev,
+        "parallel": config.parallel,
+        "dtype": dtype_name(dtype),
+        "global_batch": global_batch,
+        "num_params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params))),
+        "init_s": init_s,
+        "lower_s": lower_s,
+        "compile_s": compile_s,
+        "step_ms_median": step_s * 1e3,
+        "step_ms_p10": float(np.percentile(times, 10)) * 1e3,
+        "step_ms_p90": float(np.percentile(times, 90)) * 1e3,
+        "timed_steps": steps,
+        "warmup_steps": warmup,
+        "examples_per_sec": global_batch / step_s,
+        "steps_per_sec": 1.0 / step_s,
+        "xla_flops_per_step": xla_flops,
+        "analytic_flops_per_step": analytic,
+        "achieved_tflops_per_device": (useful / step_s / n_dev / 1e12) if useful else None,
+        "peak_tflops_per_device": peak / 1e12,
+        "peak_source": peak_source,
+        "mfu": (useful / step_s / n_dev / peak) if useful and peak == peak else None,
+        "mfu_flops_source": "analytic" if analytic is not None else "xla cost analysis",
+        "compilations_during_timing": compiles.count,
+        "xla_temp_bytes": getattr(memory, "temp_size_in_bytes", None),
+        "xla_argument_bytes": getattr(memory, "argument_size_in_bytes", None),
+        "device_peak_bytes": (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use"),
+        "versions": _versions(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+    }
+    if input_batches:
+        record.update(time_input(task, config, mesh, input_batches, built.stacked))
+    return record
+
+
+def _flops(cost: Any) -> float | None:
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    if not cost:
+        return None
+    value = cost.get("flops")
+    return None if value is None or value < 0 else float(value)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    return {n: metadata.version(n) for n in ("jax", "jaxlib", "flax", "optax")}
+
+
+def format_table(record: dict[str, Any]) -> str:
+    def fmt(value):
+        if value is None:
+            return "n/a"
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    keys = [
+        "config", "profile", "device_kind", "num_devices", "parallel", "dtype", "global_batch",
+        "num_params", "compile_s", "step_ms_median", "step_ms_p10", "step_ms_p90",
+        "examples_per_sec", "xla_flops_per_step", "analytic_flops_per_step",
+        "achieved_tflops_per_device", "peak_tflops_per_device", "peak_source", "mfu",
+        "mfu_flops_source", "compilations_during_timing", "xla_temp_bytes", "device_peak_bytes",
+        "input_examples_per_sec",
+    ]  # fmt: skip
+    width = max(len(k) for k in keys)
+    return "\n".join(f"{k:<{width}}  {fmt(record.get(k))}" for k in keys if k in record)
+
+
+def main(argv: list[str]) -> None:
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    from common import cli
+
+    try:
+        cli._precheck_argv([a for a in argv[1:] if a.startswith("--config")])
+    except cli.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    config_flags.DEFINE_config_file(
+        "config", None, "configs/<family>.py[:profile]", lock_config=True
+    )
+    flags.DEFINE_integer("steps", 20, "timed steps (median reported)")
+    flags.DEFINE_integer("warmup", 3, "untimed steps after compilation")
+    flags.DEFINE_integer("input_batches", 0, "also time N batches of the input pipeline alone")
+    flags.DEFINE_string("out", None, "JSON output path (default bench_<family>_<profile>.json)")
+
+    def _main(_):
+        cli.quiet_library_logs()
+        parallel.hide_gpus_from_tensorflow()
+        config = flags.FLAGS.config
+        record = benchmark(
+            config,
+            steps=flags.FLAGS.steps,
+            warmup=flags.FLAGS.warmup,
+            input_batches=flags.FLAGS.input_batches,
+        )
+        family = str(config.task).split(".")[0]
+        out = flags.FLAGS.out or f"bench_{family}_{config.profile or 'default'}.json"
+        with open(out, "w") as f:
+            json.dump(record, f, indent=2, default=str)
+        print(format_table(record))
+        print(f"wrote {out}")
+        logging.info("bench done")
+
+    app.run(_main, argv=argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,135 @@
+"""common.analyze and common.bench on a tiny run / the tiny config; common.data sources."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from common import analyze, bench
+from common.data import ArrayEvalSource, ArraySource
+from tests.common import tiny_config
+from tests.common.conftest import run
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    run(base / "a", max_steps=16, eval_every_steps=8, final_eval_splits=("test",))
+    run(base / "b", max_steps=16, eval_every_steps=8, learning_rate=0.001)
+    return base / "a", base / "b"
+
+
+def test_analyze_reports_best_and_latest_with_steps(two_runs, tmp_path):
+    a, b = map(str, two_runs)
+    report = analyze.analyze([a, b], out_dir=str(tmp_path))
+    series = analyze.read_metrics(a)
+    val_loss = series["val/loss"]
+    best = min(val_loss, key=lambda p: p.value)
+    row = next(line for line in report.splitlines() if line.startswith("| val | loss |"))
+    assert f"| {best.value:.6g} | {best.step} | {best.epoch:.2f} |" in row
+    assert f"| {val_loss[-1].value:.6g} | {val_loss[-1].step} |" in row
+    assert "| final/test | accuracy |" in report
+    assert "| run | " in report and a in report and b in report  # comparison table
+    assert (tmp_path / "report.md").read_text().startswith("# Runs")
+    assert (tmp_path / "val_loss.png").stat().st_size > 0
+    assert analyze.summarise(series)["train/learning_rate"].best is None
+
+
+def test_analyze_cli_errors_clearly(tmp_path, capsys):
+    assert analyze.main([str(tmp_path)]) == 2
+    assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_bench_times_the_real_step_without_recompiling():
+    config = tiny_config.get_config()
+    record = bench.benchmark(config, steps=5, warmup=2, input_batches=3)
+    assert record["compilations_during_timing"] == 0
+    assert record["global_batch"] == 32 and record["num_params"] == 195
+    assert record["step_ms_median"] > 0 and record["examples_per_sec"] > 0
+    assert record["analytic_flops_per_step"] == 3 * 2 * (8 * 16 + 16 * 3) * 32
+    assert record["xla_flops_per_step"] > 0
+    assert 0 < record["mfu"] < 1
+    assert record["input_examples_per_sec"] > 0
+    json.dumps(record, default=str)
+    assert "step_ms_median" in bench.format_table(record)
+
+
+def test_bench_rejects_a_non_task_class():
+    config = tiny_config.get_config()
+    config.task = "common.config:ConfigError"
+    with pytest.raises(ValueError, match=r"not a common\.task\.Task subclass"):
+        bench.load_task_class(config)
+
+
+def _rows(source, **kw):
+    return [b["i"] for b in source.batches(**kw)]
+
+
+def test_array_source_is_deterministic_resumable_and_process_sharded():
+    src = ArraySource({"i": np.arange(100)}, seed=3)
+    kw = dict(global_batch_size=20, process_index=0, process_count=1)
+    epoch0 = _rows(src, epoch=0, start_step=0, **kw)
+    assert len(epoch0) == 5  # 100 // 20, last partial dropped (none here)
+    assert sorted(np.concatenate(epoch0)) == list(range(100))
+    assert _rows(src, epoch=0, start_step=0, **kw)[2].tolist() == epoch0[2].tolist()
+    assert [b.tolist() for b in _rows(src, epoch=0, start_step=3, **kw)] == [
+        b.tolist() for b in epoch0[3:]
+    ]
+    assert _rows(src, epoch=1, start_step=0, **kw)[0].tolist() != epoch0[0].tolist()
+    # Two processes see disjoint halves of the very same global batches.
+    halves = [
+        _rows(src, epoch=0, start_step=0, global_batch_size=20, process_index=p, process_count=2)
+        for p in range(2)
+    ]
+    for step in range(5):
+        joined = sorted(np.concatenate([halves[0][step], halves[1][step]]).tolist())
+        assert joined == sorted(epoch0[step].tolist())
+        assert not set(halves[0][step]) & set(halves[1][step])
+
+
+def test_array_source_drops_the_last_partial_batch_and_checks_sizes():
+    src = ArraySource({"i": np.arange(50)}, seed=0)
+    kw = dict(epoch=0, start_step=0, global_batch_size=16, process_index=0, process_count=1)
+    assert [len(b) for b in _rows(src, **kw)] == [16, 16, 16]
+    with pytest.raises(ValueError, match="not divisible by 3 processes"):
+        next(
+            src.batches(
+                epoch=0, start_step=0, global_batch_size=16, process_index=0, process_count=3
+            )
+        )
+    with pytest.raises(ValueError, match="share their first dimension"):
+        ArraySource({"a": np.zeros(3), "b": np.zeros(4)}, seed=0)
+
+
+def test_eval_source_pads_masks_and_zeroes_padding():
+    src = ArrayEvalSource({"x": np.arange(1, 11, dtype=np.float32)})
+    batches = list(src.batches(global_batch_size=4, process_index=0, process_count=1))
+    assert [b["mask"].tolist() for b in batches][-1] == [True, True, False, False]
+    assert batches[-1]["x"].tolist() == [9.0, 10.0, 0.0, 0.0]
+    seen = np.concatenate([b["x"][b["mask"]] for b in batches])
+    assert seen.tolist() == list(range(1, 11))
+    per_process = [
+        list(src.batches(global_batch_size=4, process_index=p, process_count=2)) for p in (0, 1)
+    ]
+    both = np.concatenate([b["x"][b["mask"]] for p in per_process for b in p])
+    assert sorted(both.tolist()) == list(range(1, 11))
+
+
+def test_host_transform_gets_a_resumable_generator():
+    def jitter(batch, rng):
+        return {"i": batch["i"] + rng.integers(0, 1000, size=len(batch["i"]))}
+
+    src = ArraySource({"i": np.arange(40)}, seed=1, transform=jitter)
+    kw = dict(global_batch_size=10, process_index=0, process_count=1)
+    full = _rows(src, epoch=2, start_step=0, **kw)
+    resumed = _rows(src, epoch=2, start_step=2, **kw)
+    assert [b.tolist() for b in full[2:]] == [b.tolist() for b in resumed]
+
+
+def test_metrics_jsonl_has_epoch_and_no_nan(tmp_path):
+    run(tmp_path, max_steps=8)
+    with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
+        for line in f:
+            rec = json.loads(line)
+            assert "step" in rec and "epoch" in rec
