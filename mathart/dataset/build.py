@@ -33,7 +33,7 @@ from mathart.render import Style, render
 
 SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
-MIN_INK_FRACTION = 0.003  # fraction of pixels that must differ clearly from the background
+MIN_INK_FRACTION = 0.01  # fraction of pixels that must differ clearly from the background
 DATASET_VERSION = 1  # bump when sampling, rendering or filtering changes (invalidates caches)
 
 
@@ -86,6 +86,7 @@ def build_dataset(
     *,
     max_phash_distance: int = 2,
     render_batch: int = 64,
+    draw_batch: int = 16,
 ) -> tuple[dict[str, np.ndarray], BuildStats]:
     """Like `build_arrays`, also returning the filtering statistics."""
     _check_args(resolution, split, num_examples)
@@ -123,7 +124,9 @@ def build_dataset(
                 f"{stats.candidates} candidates; the sampler is not diverse enough"
             )
         styles = [Style.from_seed(s) for *_, s in batch]
-        images = render([b[0] for b in batch], resolution, styles, max_batch=render_batch)
+        images = render(
+            [b[0] for b in batch], resolution, styles, max_batch=draw_batch, pad_to_max_batch=True
+        )
         stats.rendered += len(batch)
         for (formula, family, level, sseed), style, image in zip(batch, styles, images):
             if len(kept["formula"]) >= num_examples:

@@ -207,7 +207,7 @@ def mandelbrot(rng):
     power = int(_pick(rng, [2, 2, 2, 3, 4, 5]))
     if power != 2 or rng.random() < 0.3:
         return "mandelbrot" if power == 2 else f"mandelbrot(power = {power})"
-    cx, cy, zoom = _pick(rng, _MANDELBROT_SPOTS)
+    cx, cy, zoom = _pick(rng, _MANDELBROT_SPOTS[1:])
     return f"mandelbrot(center = {_n(cx, 3)}{_signed(cy, 3)}*i, zoom = {_n(zoom, 1)})"
 
 

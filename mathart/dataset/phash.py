@@ -29,7 +29,10 @@ def phash(grey: np.ndarray) -> np.uint64:
                 Image.fromarray(grey.astype(np.float32), mode="F").resize((32, 32), Image.BOX)
             )
     coeffs = scipy.fft.dctn(grey.astype(np.float64), norm="ortho")[:8, :8].ravel()
-    bits = coeffs > np.median(coeffs)
+    # Symmetric shapes have many coefficients exactly at the median (zero); a margin keeps
+    # their bits from flipping on invisible changes.
+    margin = 1e-3 * np.abs(coeffs).max()
+    bits = coeffs > np.median(coeffs) + margin
     return np.uint64(int("".join("1" if b else "0" for b in bits), 2))
 
 

@@ -10,8 +10,9 @@ How a batch is drawn:
 3. Group by drawing kernel: one jitted *drawing* per (kernel, size, batch bucket) turns the
    samples into pixels (`mathart.render.draw`). Fractals and attractors have no expression and
    go straight to their kernel.
-Batches are padded to power-of-two buckets (at most ``max_batch``), so the number of compiles
-grows with the number of distinct structures and buckets, not with the number of formulas.
+Evaluations run in padded batches of `EVAL_BATCH` (one compile per structure and size);
+drawings in chunks of ``max_batch`` (smaller calls pad to a power of two), so the number of
+compiles grows with the number of distinct structures, not with the number of formulas.
 Styles are traced arrays: changing palettes or line widths never recompiles.
 
 Default view windows (``Style.view = None``), as ``(center_x, center_y, half_width)``:
@@ -44,6 +45,9 @@ DEFAULT_VIEWS = {
 }
 FRACTAL_HALF_WIDTH = 1.6
 ESCAPE_ITERATIONS = 160
+# Per-structure evaluations always run in batches of this many (padded): one compile per
+# structure and size. Evaluating a few padded rows costs far less than a compile.
+EVAL_BATCH = 8
 
 
 def curve_samples(size: int) -> int:
@@ -149,20 +153,23 @@ def _attractor_draw(size: int, kind: str):
 # ---- batching -----------------------------------------------------------------------------------
 
 
-def _chunks(n: int, max_batch: int) -> list[tuple[int, int, int]]:
-    """(start, stop, padded_size) covering range(n) with power-of-two padded sizes."""
-    out = []
-    for start in range(0, n, max_batch):
-        stop = min(start + max_batch, n)
-        out.append((start, stop, 1 << max(0, math.ceil(math.log2(stop - start)))))
-    return out
+def _chunks(n: int, max_batch: int, fixed: bool) -> list[tuple[int, int, int]]:
+    """(start, stop, padded_size) covering range(n).
+
+    Batches of at least `max_batch` go in chunks of exactly `max_batch` (the last one padded),
+    so bulk rendering compiles one shape per kernel; a smaller batch is padded to the next
+    power of two (a handful of shapes), or to `max_batch` when `fixed`.
+    """
+    if n >= max_batch or fixed:
+        return [(s, min(s + max_batch, n), max_batch) for s in range(0, n, max_batch)]
+    return [(0, n, 1 << max(0, math.ceil(math.log2(n))))]
 
 
-def _run(fn, arrays: Sequence, max_batch: int) -> np.ndarray:
+def _run(fn, arrays: Sequence, max_batch: int, fixed: bool = False) -> np.ndarray:
     """Calls the vmapped `fn` on padded chunks of `arrays` (pytrees with a batch axis)."""
     n = len(jax.tree.leaves(arrays[0])[0])
     outs = []
-    for start, stop, padded in _chunks(n, max_batch):
+    for start, stop, padded in _chunks(n, max_batch, fixed):
 
         def take(a, start=start, stop=stop, padded=padded):
             a = np.asarray(a)[start:stop]
@@ -200,13 +207,16 @@ def render(
     size: int,
     styles: Sequence[Style] | None = None,
     *,
-    max_batch: int = 64,
+    max_batch: int = 16,
+    pad_to_max_batch: bool = False,
 ) -> np.ndarray:
     """Draws each formula with its style: ``uint8 [N, size, size, 3]``.
 
     formulas: `Formula` objects or text (parsed here; a bad one raises `FormulaError` with a
         note naming its index).
     styles: one per formula, or None for `Style()` (the default look) everywhere.
+    max_batch: images per drawing call; pad_to_max_batch pads every call to it (bulk
+        rendering: exactly one compile per kernel, at the price of padding small groups).
     """
     if size < 8 or size > 4096:
         raise ValueError(f"size must be between 8 and 4096 pixels, got {size}")
@@ -262,12 +272,15 @@ def render(
             )
             view = np.asarray([views[i][0] for i in idx], np.float32)
             c = np.stack([consts[i] for i in idx])
-            points.append(_run(fn, [c, view, intervals], max_batch))
+            points.append(_run(fn, [c, view, intervals], EVAL_BATCH, fixed=True))
             order += idx
         view = np.asarray([views[i][0] for i in order], np.float32)
         fit = np.asarray([views[i][1] for i in order])
         images = _run(
-            _curve_draw(size), [np.concatenate(points), view, fit, styles_at(order)], max_batch
+            _curve_draw(size),
+            [np.concatenate(points), view, fit, styles_at(order)],
+            max_batch,
+            pad_to_max_batch,
         )
         out[order] = images
 
@@ -284,26 +297,41 @@ def render(
             [-1.0 if parsed[i].relation in (">", ">=") else 1.0 for i in idx], np.float32
         )
         regions[form][0].extend(idx)
-        regions[form][1].append(_run(fn, [c, view, sign], max_batch))
+        regions[form][1].append(_run(fn, [c, view, sign], EVAL_BATCH, fixed=True))
     idx, values = regions["implicit"]
     if idx:
         outline = np.asarray([1.0 if parsed[i].relation == "=" else 0.0 for i in idx], np.float32)
         out[idx] = _run(
-            _region_draw(size), [np.concatenate(values), outline, styles_at(idx)], max_batch
+            _region_draw(size),
+            [np.concatenate(values), outline, styles_at(idx)],
+            max_batch,
+            pad_to_max_batch,
         )
     idx, values = regions["complex"]
     if idx:
-        out[idx] = _run(_complex_draw(size), [np.concatenate(values), styles_at(idx)], max_batch)
+        out[idx] = _run(
+            _complex_draw(size),
+            [np.concatenate(values), styles_at(idx)],
+            max_batch,
+            pad_to_max_batch,
+        )
 
     for (power, is_julia), idx in escape_groups.items():
         c = np.asarray([parsed[i].param_values().get("c", 0j) for i in idx], np.complex64)
         view = np.asarray([views[i][0] for i in idx], np.float32)
-        out[idx] = _run(_escape_draw(size, power, is_julia), [c, view, styles_at(idx)], max_batch)
+        out[idx] = _run(
+            _escape_draw(size, power, is_julia),
+            [c, view, styles_at(idx)],
+            max_batch,
+            pad_to_max_batch,
+        )
 
     for kind, idx in attractor_groups.items():
         p = np.asarray(
             [[parsed[i].param_values()[k].real for k in "abcd"] for i in idx], np.float32
         )
         view = np.asarray([views[i][0] for i in idx], np.float32)
-        out[idx] = _run(_attractor_draw(size, kind), [p, view, styles_at(idx)], max_batch)
+        out[idx] = _run(
+            _attractor_draw(size, kind), [p, view, styles_at(idx)], max_batch, pad_to_max_batch
+        )
     return out
