@@ -86,10 +86,12 @@ def build_dataset(
     *,
     max_phash_distance: int = 2,
     render_batch: int = 64,
-    draw_batch: int = 16,
+    draw_batch: int | None = None,
 ) -> tuple[dict[str, np.ndarray], BuildStats]:
     """Like `build_arrays`, also returning the filtering statistics."""
     _check_args(resolution, split, num_examples)
+    if draw_batch is None:  # big images: smaller drawing batches keep memory in check
+        draw_batch = 16 if resolution <= 128 else 4
     stats = BuildStats()
     dedup = Deduplicator(max_phash_distance)
     seen: set[str] = set()

@@ -62,10 +62,18 @@ def _finish(rgb: jax.Array) -> jax.Array:
     return jnp.round(jnp.clip(rgb, 0.0, 1.0) * 255.0).astype(jnp.uint8)
 
 
+MAX_STROKE_FRACTION = 0.025  # widest stroke drawn, as a fraction of the image width
+
+
+def max_half_width(size: int) -> float:
+    """Half the widest stroke in pixels (strokes are at least one pixel wide)."""
+    return max(0.5, 0.5 * MAX_STROKE_FRACTION * size)
+
+
 def stroke_reach(size: int) -> int:
-    """Static splat radius in pixels: covers the widest allowed stroke (10% of the image is
-    the `Style` limit, but wider than 2.5% is clamped) plus the anti-aliasing ramp."""
-    return math.ceil(0.0125 * size) + 2
+    """Static splat radius in pixels: the widest stroke's half width, the half-pixel
+    anti-aliasing ramp, and half a pixel for rounding the splat centre."""
+    return math.ceil(max_half_width(size) + 1.0)
 
 
 def fit_view(points: jax.Array) -> jax.Array:
@@ -132,7 +140,7 @@ def curve(
     drawn = total > 0
 
     # Splat: each resampled point offers coverage to the pixels around it; keep the best.
-    half_w = 0.5 * jnp.clip(style["line_width"] * size, 1.0, 2.0 * (stroke_reach(size) - 2))
+    half_w = jnp.clip(0.5 * style["line_width"] * size, 0.5, max_half_width(size))
     r = stroke_reach(size)
     off = jnp.arange(-r, r + 1)
     oy, ox = jnp.meshgrid(off, off, indexing="ij")
@@ -183,7 +191,7 @@ def region(values: jax.Array, outline: jax.Array, style: dict, size: int) -> jax
     alpha = (inside * style["fill_alpha"])[..., None]
     rgb = style["background"] * (1.0 - alpha) + fill * alpha
 
-    half_w = 0.5 * jnp.clip(style["line_width"] * size, 1.0, 2.0 * (stroke_reach(size) - 2))
+    half_w = jnp.clip(0.5 * style["line_width"] * size, 0.5, max_half_width(size))
     line = jnp.clip(half_w + 0.5 - jnp.abs(dist), 0.0, 1.0) * outline
     line_colour = style["lut"][-1]
     rgb = rgb * (1.0 - line[..., None]) + line_colour * line[..., None]
@@ -214,8 +222,9 @@ def escape_time(
     is_julia: bool,
     style: dict,
     num_iterations: int,
+    supersampling: int,
 ) -> jax.Array:
-    """Escape-time fractal on ``[S*k, S*k]`` complex sample points, averaged down by k=2.
+    """Escape-time fractal on ``[S*k, S*k]`` complex sample points, averaged down by k.
 
     Mandelbrot: z0 = 0, c = point. Julia: z0 = point, c = `julia_c`. Smooth colouring with
     the continuous iteration count ``n + 1 - log(log|z|) / log(power)``.
@@ -244,7 +253,7 @@ def escape_time(
     bands = style["bands"]
     t = jnp.where(bands > 0, jnp.floor(t * bands * 3) / (bands * 3), t)
     rgb = jnp.where((escaped_at >= 0)[..., None], lookup(style["lut"], t), style["background"])
-    k = 2
+    k = supersampling
     s = rgb.shape[0] // k
     rgb = rgb.reshape(s, k, s, k, 3).mean(axis=(1, 3))
     return _finish(rgb)

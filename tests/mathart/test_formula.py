@@ -274,22 +274,29 @@ _NUMBERS = st.one_of(
 )
 
 
-def expressions(variables: tuple[str, ...]) -> st.SearchStrategy:
+_COMPLEX_UNARY = ["sin", "cos", "exp", "log", "sqrt", "conj", "abs", "tanh"]
+
+
+def expressions(variables: tuple[str, ...], complex_mode: bool = False) -> st.SearchStrategy:
     """Random expression trees over `variables` that stay inside the validator's limits."""
+    constants = ["pi", "e", "i"] if complex_mode else ["pi", "e"]
     leaves = st.one_of(
         _NUMBERS.map(Num),
         st.sampled_from(variables).map(Sym),
-        st.sampled_from(["pi", "e"]).map(Sym),
+        st.sampled_from(constants).map(Sym),
     )
+    unary = _COMPLEX_UNARY if complex_mode else _UNARY
 
     def extend(children):
-        return st.one_of(
+        options = [
             children.map(Neg),
             st.builds(Bin, st.sampled_from("+-*/"), children, children),
             st.builds(lambda base, k: Bin("^", base, Num(float(k))), children, st.integers(0, 4)),
-            st.builds(lambda fn, a: Call(fn, (a,)), st.sampled_from(_UNARY), children),
-            st.builds(lambda a, b: Call("atan2", (a, b)), children, children),
-        )
+            st.builds(lambda fn, a: Call(fn, (a,)), st.sampled_from(unary), children),
+        ]
+        if not complex_mode:
+            options.append(st.builds(lambda a, b: Call("atan2", (a, b)), children, children))
+        return st.one_of(*options)
 
     return st.recursive(leaves, extend, max_leaves=12)
 
@@ -310,7 +317,7 @@ def _is_explicit_spelling(f: Formula) -> bool:
 
 
 def formulas() -> st.SearchStrategy:
-    """Random valid-looking formulas of the curve and region forms (real-valued)."""
+    """Random valid-looking formulas of the curve, region and complex forms."""
     explicit = expressions(("x",)).map(lambda e: Formula("explicit", (e,)))
     implicit = st.builds(
         lambda a, b, rel: Formula("implicit", (a, b), relation=rel),
@@ -322,7 +329,8 @@ def formulas() -> st.SearchStrategy:
     parametric = st.builds(
         lambda a, b: Formula("parametric", (a, b)), expressions(("t",)), expressions(("t",))
     )
-    return st.one_of(explicit, implicit, polar, parametric)
+    complex_map = expressions(("z",), complex_mode=True).map(lambda e: Formula("complex", (e,)))
+    return st.one_of(explicit, implicit, polar, parametric, complex_map)
 
 
 def parse_or_none(f: Formula) -> Formula | None:
