@@ -8,7 +8,9 @@ Pipeline (deterministic in ``seed``; identical on every machine and process):
 2. Formula split: the SHA-256 of the canonical formula text decides the split (80 % train,
    10 % validation, 10 % test), so a formula lives in exactly one split however it was
    spelled or styled: validation and test measure generalisation to unseen formulas.
-3. Exact de-duplication by canonical text (the same formula sampled twice is kept once).
+3. Exact de-duplication by canonical text (the same formula sampled twice is kept once; a
+   repeat is re-drawn from the same family, up to `DUPLICATE_RETRIES` times, so that small
+   families keep their share of the mix).
 4. Render (`mathart.render.render`) in batches.
 5. Quality filters: images with almost no ink (an attractor collapsed to a point, a curve
    outside the window) are dropped; near-duplicate images (pHash on the ink map within
@@ -34,6 +36,7 @@ from mathart.render import Style, render
 SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 MIN_INK_FRACTION = 0.01  # fraction of pixels that must differ clearly from the background
+DUPLICATE_RETRIES = 8
 DATASET_VERSION = 1  # bump when sampling, rendering or filtering changes (invalidates caches)
 
 
@@ -55,7 +58,7 @@ def style_seed_of(seed: int, index: int) -> int:
 
 @dataclasses.dataclass
 class BuildStats:
-    candidates: int = 0  # formulas sampled
+    candidates: int = 0  # formulas sampled (= other_split + exact_duplicates + rendered)
     other_split: int = 0  # belonged to another split
     exact_duplicates: int = 0  # same canonical formula as an earlier candidate of this split
     rendered: int = 0
@@ -104,21 +107,28 @@ def build_dataset(
         while len(batch) < render_batch and j < max_candidates:
             rng = np.random.default_rng([seed, j, 0xF0])
             text, family, level = families.sample(rng)
-            stats.candidates += 1
-            try:
-                formula = parse(text)
-            except FormulaError as e:  # a sampler bug: say which family
-                raise RuntimeError(
-                    f"family {families.FAMILIES[family]} produced {text!r}: {e}"
-                ) from e
-            canonical = formula.text
-            if split_of(canonical) != split:
-                stats.other_split += 1
-            elif canonical in seen:
-                stats.exact_duplicates += 1
-            else:
+            # An exact repeat is re-drawn from the same family (a few times), so families with
+            # fewer distinct formulas keep their share of the complexity mix.
+            for attempt in range(DUPLICATE_RETRIES):
+                if attempt:
+                    text = families.sample_family(family, rng)
+                stats.candidates += 1
+                try:
+                    formula = parse(text)
+                except FormulaError as e:  # a sampler bug: say which family
+                    raise RuntimeError(
+                        f"family {families.FAMILIES[family]} produced {text!r}: {e}"
+                    ) from e
+                canonical = formula.text
+                if split_of(canonical) != split:
+                    stats.other_split += 1
+                    break
+                if canonical in seen:
+                    stats.exact_duplicates += 1
+                    continue
                 seen.add(canonical)
                 batch.append((formula, family, level, style_seed_of(seed, j)))
+                break
             j += 1
         if not batch:
             raise RuntimeError(

@@ -45,114 +45,143 @@ def _nonzero(rng, lo, hi, step):
 
 
 # ---- simple -------------------------------------------------------------------------------------
+# Parameter grids are sized so that each family has thousands of distinct formulas: at
+# 20 000 examples a family draws about 900, and exact repeats are skipped (see build.py).
 
 
 def line(rng):
-    return f"y = {_n(_nonzero(rng, -3, 3, 0.5))}*x{_signed(_nonzero(rng, -3, 3, 0.5))}"
+    slope, icpt = _nonzero(rng, -4, 4, 0.25), _nonzero(rng, -4, 4, 0.25)
+    return f"y = {_n(slope)}*x{_signed(icpt)}"
 
 
 def parabola(rng):
-    a = _nonzero(rng, -1, 1, 0.1)
+    a = _nonzero(rng, -1, 1, 0.05)
     return f"y = {_n(a)}*x^2{_signed(rng.uniform(-2, 2), 1)}*x{_signed(rng.uniform(-3, 3), 1)}"
 
 
 def sine(rng):
     fn = _pick(rng, ["sin", "cos"])
-    amp, k = _nonzero(rng, 0.5, 4, 0.5), _nonzero(rng, 0.5, 3, 0.5)
-    phase = _pick(rng, [0.0, 0.5, 1.0, 1.5, 2.0])
-    inner = f"{_n(k)}*x" + (_signed(phase, 1) if phase else "")
+    amp, k = _nonzero(rng, 0.5, 4, 0.25), _nonzero(rng, 0.5, 3, 0.25)
+    phase = _pick(rng, np.arange(0.0, 3.01, 0.25))
+    inner = f"{_n(k)}*x" + (_signed(phase) if phase else "")
     return f"y = {_n(amp)}*{fn}({inner})"
 
 
 def circle(rng):
-    h, k = (_pick(rng, np.arange(-2, 2.5, 0.5)) for _ in range(2))
-    r = _pick(rng, np.arange(1, 3.75, 0.25))
-    xs = "x^2" if h == 0 else f"(x{_signed(-h, 1)})^2"
-    ys = "y^2" if k == 0 else f"(y{_signed(-k, 1)})^2"
-    return f"{xs} + {ys} = {_n(r * r)}"
+    h, k = (_pick(rng, np.arange(-2, 2.01, 0.25)) for _ in range(2))
+    r = _pick(rng, np.arange(1, 3.51, 0.25))
+    xs = "x^2" if h == 0 else f"(x{_signed(-h)})^2"
+    ys = "y^2" if k == 0 else f"(y{_signed(-k)})^2"
+    return f"{xs} + {ys} = {_n(r * r, 4)}"
 
 
 def ellipse(rng):
-    a, b = _pick(rng, np.arange(1, 4.5, 0.5)), _pick(rng, np.arange(1, 4.5, 0.5))
+    a, b = _pick(rng, np.arange(1, 4.01, 0.25)), _pick(rng, np.arange(1, 4.01, 0.25))
+    h, k = (_pick(rng, np.arange(-1.5, 1.51, 0.5)) for _ in range(2))
+    xs = f"x/{_n(a)}" if h == 0 else f"(x{_signed(-h)})/{_n(a)}"
+    ys = f"y/{_n(b)}" if k == 0 else f"(y{_signed(-k)})/{_n(b)}"
     rel = _pick(rng, ["=", "=", "<"])
-    return f"(x/{_n(a)})^2 + (y/{_n(b)})^2 {rel} 1"
+    return f"({xs})^2 + ({ys})^2 {rel} 1"
 
 
 def rose(rng):
-    return f"r = {_pick(rng, ['cos', 'sin'])}({int(rng.integers(2, 10))}*theta)"
+    k = int(rng.integers(2, 13))
+    offset = _pick(rng, [0.0, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5])
+    phase = _pick(rng, [0.0, 0.0, 0.1, 0.2, 0.3, 0.5])
+    inner = f"{k}*theta" + (_signed(phase, 1) if phase else "")
+    return f"r = {_pick(rng, ['cos', 'sin'])}({inner})" + (_signed(offset, 1) if offset else "")
 
 
 def limacon(rng):
-    b = _nonzero(rng, 0.3, 3, 0.1)
-    return f"r = 1 + {_n(b, 1)}*{_pick(rng, ['cos', 'sin'])}(theta)"
+    b = _nonzero(rng, 0.3, 3, 0.05)
+    phase = _pick(rng, [0.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    inner = "theta" + (_signed(phase, 1) if phase else "")
+    return f"r = 1 + {_n(b)}*{_pick(rng, ['cos', 'sin'])}({inner})"
 
 
 def spiral(rng):
-    turns = int(rng.integers(2, 7))
-    kind = _pick(rng, ["theta", "sqrt(theta)", "theta^1.5", "exp(0.1*theta)"])
-    return f"r = {kind}, theta in [0, {2 * turns}*pi]"
+    turns = int(rng.integers(2, 9))
+    kind = _pick(
+        rng,
+        [
+            "theta",
+            "sqrt(theta)",
+            "theta^0.75",
+            "theta^1.5",
+            "theta^2",
+            "exp(0.1*theta)",
+            "exp(0.05*theta)",
+            "exp(0.2*theta)",
+            "log(1 + theta)",
+        ],
+    )
+    offset = _pick(rng, [0.0, 0.0, 0.5, 1.0, 2.0, 4.0])
+    start = _pick(rng, [0, 0, 1])
+    body = kind + (_signed(offset, 1) if offset else "")
+    return f"r = {body}, theta in [{start}*pi, {2 * turns + start}*pi]"
 
 
 def lissajous(rng):
-    a, b = int(rng.integers(1, 7)), int(rng.integers(1, 7))
+    a, b = int(rng.integers(1, 9)), int(rng.integers(1, 9))
     while math.gcd(a, b) != 1 or a == b:
-        a, b = int(rng.integers(1, 7)), int(rng.integers(1, 7))
-    p = _pick(rng, [0.0, 0.5, 1.0, 1.57])
-    inner = f"{a}*t" + (_signed(p) if p else "")
-    return f"x = sin({inner}), y = sin({b}*t)"
+        a, b = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    p = _pick(rng, np.arange(0.0, 1.61, 0.1))
+    amp = _pick(rng, [1.0, 1.0, 0.5, 0.75, 1.25, 1.5])
+    inner = f"{a}*t" + (_signed(p, 1) if p else "")
+    return f"x = sin({inner}), y = {_n(amp)}*sin({b}*t)"
 
 
 # ---- complex ------------------------------------------------------------------------------------
 
 
 def damped_wave(rng):
-    amp, k, w = _nonzero(rng, 1, 4, 0.5), _nonzero(rng, 0.1, 0.8, 0.1), _nonzero(rng, 1, 6, 0.5)
-    env = _pick(rng, [f"exp(-{_n(k, 1)}*abs(x))", f"exp(-{_n(k / 4, 2)}*x^2)"])
+    amp, k = _nonzero(rng, 1, 4, 0.25), _nonzero(rng, 0.05, 0.8, 0.05)
+    w = _nonzero(rng, 1, 6, 0.25)
+    env = _pick(rng, [f"exp(-{_n(k)}*abs(x))", f"exp(-{_n(k / 4, 3)}*x^2)"])
     return f"y = {_n(amp)}*{env}*{_pick(rng, ['cos', 'sin'])}({_n(w)}*x)"
 
 
 def cubic(rng):
-    roots = sorted(_nonzero(rng, -4, 4, 0.5) for _ in range(3))
-    a = _nonzero(rng, -0.3, 0.3, 0.05)
-    factors = "*".join(f"(x{_signed(-r, 1)})" for r in roots)
-    return f"y = {_n(a)}*{factors}"
+    roots = sorted(_nonzero(rng, -4, 4, 0.25) for _ in range(3))
+    a = _nonzero(rng, -0.3, 0.3, 0.025)
+    factors = "*".join(f"(x{_signed(-r)})" for r in roots)
+    return f"y = {_n(a, 3)}*{factors}"
 
 
 def sine_sum(rng):
-    a, c = _nonzero(rng, 0.5, 2.5, 0.5), _nonzero(rng, 0.5, 2.5, 0.5)
-    b, d = _nonzero(rng, 0.5, 4, 0.5), _nonzero(rng, 0.5, 4, 0.5)
+    a, c = _nonzero(rng, 0.5, 2.5, 0.25), _nonzero(rng, 0.5, 2.5, 0.25)
+    b, d = _nonzero(rng, 0.5, 4, 0.25), _nonzero(rng, 0.5, 4, 0.25)
     return f"y = {_n(a)}*sin({_n(b)}*x) + {_n(c)}*cos({_n(d)}*x)"
 
 
 def superellipse(rng):
-    n = _pick(rng, [0.5, 0.7, 1, 1.5, 3, 4, 6])
-    a, b = _pick(rng, np.arange(1.5, 4.5, 0.5)), _pick(rng, np.arange(1.5, 4.5, 0.5))
-    return f"abs(x/{_n(a)})^{_n(n)} + abs(y/{_n(b)})^{_n(n)} = 1"
+    n = _pick(rng, [0.4, 0.5, 0.6, 0.7, 0.8, 1, 1.2, 1.5, 2.5, 3, 4, 5, 6, 8])
+    a, b = _pick(rng, np.arange(1.5, 4.51, 0.25)), _pick(rng, np.arange(1.5, 4.51, 0.25))
+    rel = _pick(rng, ["=", "=", "<"])
+    return f"abs(x/{_n(a)})^{_n(n)} + abs(y/{_n(b)})^{_n(n)} {rel} 1"
 
 
 def wave_lattice(rng):
-    a, b = _nonzero(rng, 0.5, 3, 0.5), _nonzero(rng, 0.5, 3, 0.5)
+    a, b = _nonzero(rng, 0.5, 3, 0.25), _nonzero(rng, 0.5, 3, 0.25)
     c = round(float(rng.uniform(-0.8, 0.8)), 1)
-    form = _pick(rng, ["sum", "product"])
-    if form == "sum":
+    if rng.random() < 0.5:
         return f"sin({_n(a)}*x) + cos({_n(b)}*y) = {_n(c, 1)}"
     return f"sin({_n(a)}*x)*sin({_n(b)}*y) > {_n(c, 1)}"
 
 
 def trochoid(rng):
-    big, small = int(rng.integers(3, 9)), int(rng.integers(1, 6))
+    big, small = int(rng.integers(3, 11)), int(rng.integers(1, 8))
     while big == small or math.gcd(big, small) != 1:
-        big, small = int(rng.integers(3, 9)), int(rng.integers(1, 6))
-    d = round(float(rng.uniform(0.5, 3.0)), 1)
-    k = round((big - small) / small, 3)
-    epi = rng.random() < 0.5
+        big, small = int(rng.integers(3, 11)), int(rng.integers(1, 8))
+    d = round(float(rng.uniform(0.5, 4.0)), 1)
     period = 2 * small  # in units of pi: the curve closes after 2*pi*small / gcd
-    if epi:
+    if rng.random() < 0.5:
         k = round((big + small) / small, 3)
         return (
             f"x = {big + small}*cos(t) - {_n(d, 1)}*cos({_n(k, 3)}*t), "
             f"y = {big + small}*sin(t) - {_n(d, 1)}*sin({_n(k, 3)}*t), t in [0, {period}*pi]"
         )
+    k = round((big - small) / small, 3)
     return (
         f"x = {big - small}*cos(t) + {_n(d, 1)}*cos({_n(k, 3)}*t), "
         f"y = {big - small}*sin(t) - {_n(d, 1)}*sin({_n(k, 3)}*t), t in [0, {period}*pi]"
@@ -160,24 +189,27 @@ def trochoid(rng):
 
 
 def rose_fraction(rng):
-    p, q = int(rng.integers(1, 8)), int(rng.integers(2, 8))
+    p, q = int(rng.integers(1, 10)), int(rng.integers(2, 10))
     while math.gcd(p, q) != 1:
-        p, q = int(rng.integers(1, 8)), int(rng.integers(2, 8))
+        p, q = int(rng.integers(1, 10)), int(rng.integers(2, 10))
     span = q if (p * q) % 2 else 2 * q
-    return f"r = cos({p}/{q}*theta), theta in [0, {span}*pi]"
+    offset = _pick(rng, [0.0, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    body = f"cos({p}/{q}*theta)" + (_signed(offset, 1) if offset else "")
+    return f"r = {body}, theta in [0, {span}*pi]"
 
 
 def butterfly(rng):
-    a = _nonzero(rng, 1, 3, 0.5)
-    k = int(rng.integers(3, 6))
+    a = _nonzero(rng, 0.5, 3, 0.1)
+    k = int(rng.integers(2, 7))
+    m = _pick(rng, [3, 5, 7])
     return (
-        f"r = exp(sin(theta)) - {_n(a)}*cos({k}*theta) + sin((2*theta - pi)/24)^5, "
+        f"r = exp(sin(theta)) - {_n(a, 1)}*cos({k}*theta) + sin((2*theta - pi)/24)^{m}, "
         "theta in [0, 12*pi]"
     )
 
 
 def complex_polynomial(rng):
-    n = int(rng.integers(2, 7))
+    n = int(rng.integers(2, 8))
     c = complex(round(float(rng.uniform(-1.5, 1.5)), 1), round(float(rng.uniform(-1.5, 1.5)), 1))
     return f"f(z) = z^{n}{_signed(-c.real, 1)}{_signed(-c.imag, 1)}*i"
 
@@ -190,9 +222,9 @@ def complex_rational(rng):
 
 # ---- artistic -----------------------------------------------------------------------------------
 
-# Centres and zooms that show structure (seahorse valley, elephant valley, spirals, minibrots).
+# Centres and zooms that show structure (seahorse valley, elephant valley, spirals, minibrots);
+# each sample jitters the centre by up to 15 % of the window and the zoom by up to 40 %.
 _MANDELBROT_SPOTS = (
-    (-0.6, 0.0, 1.0),
     (-0.745, 0.11, 12.0),
     (0.275, 0.007, 20.0),
     (-1.25, 0.02, 8.0),
@@ -200,25 +232,37 @@ _MANDELBROT_SPOTS = (
     (-1.77, 0.0, 25.0),
     (-0.16, 1.035, 25.0),
     (0.36, 0.1, 8.0),
+    (-0.6, 0.0, 1.0),
+    (-0.5, 0.55, 4.0),
 )
 
 
 def mandelbrot(rng):
-    power = int(_pick(rng, [2, 2, 2, 3, 4, 5]))
-    if power != 2 or rng.random() < 0.3:
-        return "mandelbrot" if power == 2 else f"mandelbrot(power = {power})"
-    cx, cy, zoom = _pick(rng, _MANDELBROT_SPOTS[1:])
-    return f"mandelbrot(center = {_n(cx, 3)}{_signed(cy, 3)}*i, zoom = {_n(zoom, 1)})"
+    power = int(_pick(rng, [2, 2, 2, 3, 4, 5, 6]))
+    if power == 2:
+        cx, cy, zoom = _pick(rng, _MANDELBROT_SPOTS)
+    else:
+        cx, cy, zoom = 0.0, 0.0, 1.0
+    zoom = zoom * float(rng.uniform(0.7, 1.4))
+    half = 1.6 / zoom
+    cx += float(rng.uniform(-0.15, 0.15)) * half
+    cy += float(rng.uniform(-0.15, 0.15)) * half
+    decimals = 2 + math.ceil(math.log10(max(zoom, 1.0)))
+    centre = f"{_n(cx, decimals)}{_signed(cy, decimals)}*i"
+    head = f"mandelbrot(power = {power}, " if power != 2 else "mandelbrot("
+    return f"{head}center = {centre}, zoom = {_n(zoom, 1)})"
 
 
 def julia(rng):
     # c on a circle near the main cardioid's boundary gives connected, detailed sets.
     angle = rng.uniform(0, 2 * np.pi)
-    radius = rng.uniform(0.65, 0.8)
+    radius = rng.uniform(0.6, 0.85)
     c = radius * complex(math.cos(angle), math.sin(angle))
-    power = int(_pick(rng, [2, 2, 2, 3]))
+    power = int(_pick(rng, [2, 2, 2, 3, 4]))
+    zoom = _pick(rng, [1.0, 1.0, 1.0, 1.5, 2.0])
     text = f"julia(c = {_n(c.real, 3)}{_signed(c.imag, 3)}*i"
-    return text + (f", power = {power})" if power != 2 else ")")
+    text += f", power = {power}" if power != 2 else ""
+    return text + (f", zoom = {_n(zoom, 1)})" if zoom != 1 else ")")
 
 
 def clifford(rng):
@@ -233,15 +277,17 @@ def dejong(rng):
 
 def domain_art(rng):
     a = round(float(rng.uniform(0.5, 2.0)), 1)
+    b = round(float(rng.uniform(-1.5, 1.5)), 1)
     k = int(rng.integers(2, 6))
     return _pick(
         rng,
         [
-            f"f(z) = sin({_n(a, 1)}*z)/z^{k}",
-            f"f(z) = exp({_n(a, 1)}/z)",
-            f"f(z) = z^{k} + 1/z^{k}",
-            f"f(z) = cos(z^{k - 1})*{_n(a, 1)}",
-            f"f(z) = tan({_n(a, 1)}*z)*z",
+            f"f(z) = sin({_n(a, 1)}*z)/z^{k}{_signed(b, 1)}",
+            f"f(z) = exp({_n(a, 1)}/z){_signed(b, 1)}*z",
+            f"f(z) = z^{k} + {_n(a, 1)}/z^{k}{_signed(b, 1)}",
+            f"f(z) = cos(z^{k - 1})*{_n(a, 1)}{_signed(b, 1)}*i",
+            f"f(z) = tan({_n(a, 1)}*z)*z{_signed(b, 1)}",
+            f"f(z) = log(z^{k}{_signed(b, 1)})*{_n(a, 1)}",
         ],
     )
 
@@ -253,15 +299,19 @@ def interference(rng):
         rng,
         [
             f"sin({_n(a, 1)}*sqrt(x^2 + y^2)) + sin({_n(b, 1)}*x) > {_n(c, 1)}",
-            f"sin({_n(a, 1)}*x*y) = cos({_n(b, 1)}*(x + y))",
+            f"sin({_n(a, 1)}*x*y) = cos({_n(b, 1)}*(x + y)){_signed(c, 1)}",
             f"cos({_n(a, 1)}*x^2 - {_n(b, 1)}*y^2) < {_n(c, 1)}",
         ],
     )
 
 
 def farris_wheel(rng):
-    a, b = int(rng.integers(3, 10)), int(rng.integers(5, 20))
-    return f"x = cos(t) + cos({a}*t)/2 + sin({b}*t)/3, y = sin(t) + sin({a}*t)/2 + cos({b}*t)/3"
+    a, b = int(rng.integers(2, 10)), int(rng.integers(5, 20))
+    u, v = round(float(rng.uniform(0.2, 0.8)), 2), round(float(rng.uniform(0.15, 0.6)), 2)
+    return (
+        f"x = cos(t) + {_n(u)}*cos({a}*t) + {_n(v)}*sin({b}*t), "
+        f"y = sin(t) + {_n(u)}*sin({a}*t) + {_n(v)}*cos({b}*t)"
+    )
 
 
 # name -> (complexity, sampler). Order fixes the family ids; append only.

@@ -111,8 +111,8 @@ class Style:
         lo > hi, e.g. dark strokes on a light background). Position 1 is the colour that
         stands out most against the background.
     background: sRGB in [0, 1].
-    line_width: stroke width as a fraction of the image width (at least one pixel is drawn),
-        so a style looks alike at every resolution.
+    line_width: stroke width as a fraction of the image width, so a style looks alike at
+        every resolution; drawn strokes are clamped to [1 pixel, 2.5 % of the width].
     glow: strength of a soft halo around strokes (0 = none).
     bands: number of discrete colour bands in filled regions / domain colouring (0 = smooth).
     fill_alpha: opacity of filled regions (implicit forms).
