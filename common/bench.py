@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from common import metrics as metrics_lib
 from common import parallel
 from common.precision import compute_dtype, dtype_name
 from common.steps import build_steps
@@ -85,27 +86,6 @@ def measure_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
         f(a).block_until_ready()
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n**3 / best
-
-
-class _CompileCounter:
-    """Counts XLA backend compilations while active (a silent recompile shows up here)."""
-
-    EVENT = "/jax/core/compile/backend_compile_duration"
-
-    def __init__(self):
-        self.count = 0
-
-    def _listener(self, event: str, duration: float, **kwargs) -> None:
-        del duration, kwargs
-        if event == self.EVENT:
-            self.count += 1
-
-    def __enter__(self):
-        jax.monitoring.register_event_duration_secs_listener(self._listener)
-        return self
-
-    def __exit__(self, *exc):
-        jax.monitoring.unregister_event_duration_listener(self._listener)
 
 
 def example_batch(task: Task, config: ml_collections.ConfigDict, global_batch: int) -> dict:
@@ -170,7 +150,7 @@ def benchmark(
     xla_flops = _flops(lowered.cost_analysis())
     memory = compiled.memory_analysis()
 
-    with _CompileCounter() as compiles:
+    with metrics_lib.CompileCounter() as compiles:
         for _ in range(warmup):
             state, acc = compiled(state, batch, acc)
         jax.block_until_ready(state)

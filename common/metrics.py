@@ -228,6 +228,27 @@ def flatten_config(config_dict: Mapping[str, Any], prefix: str = "") -> dict[str
     return flat
 
 
+class CompileCounter:
+    """Counts XLA backend compilations while active (a silent recompile shows up here)."""
+
+    EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __init__(self):
+        self.count = 0
+
+    def _listener(self, event: str, duration: float, **kwargs) -> None:
+        del duration, kwargs
+        if event == self.EVENT:
+            self.count += 1
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listener)
+
+
 # ---- console progress ------------------------------------------------------------------------
 class Progress:
     """Steps/s, examples/s, input wait and ETA over each log interval (host clock only)."""

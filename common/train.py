@@ -423,15 +423,24 @@ def train_and_evaluate(
     profile_window = (start_step + 5, start_step + 5 + config.profile_steps)
     place = lambda b: parallel.place_batch(b, mesh, stacked=steps.stacked)
     stream = Prefetcher(batch_stream(start_step), place, config.prefetch)
-    with _StopSignals() as signals:
+    with _StopSignals() as signals, metrics_lib.CompileCounter() as compiles:
         try:
             for batch in stream:
                 if config.profile_steps and step_now == profile_window[0]:
                     jax.profiler.start_trace(os.path.join(workdir, "profile"))
                 t0 = time.perf_counter()
+                compiled_before = compiles.count
                 state, acc = train_step(state, batch, acc)
                 step_now += 1
                 steps_this_run += 1
+                if steps_this_run > 1 and compiles.count > compiled_before:
+                    # A new shape or Python value reached the step: every such step pays a
+                    # full compile. Usually a partial batch or a non-array in the batch.
+                    logging.warning(
+                        "the train step recompiled at step %d; batch shapes: %s",
+                        step_now,
+                        {k: (v.shape, str(v.dtype)) for k, v in batch.items()},
+                    )
                 if steps_this_run == 1:
                     jax.block_until_ready(state.step)
                     logging.info("first step (compile + run): %.1f s", time.perf_counter() - t0)

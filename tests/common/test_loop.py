@@ -228,3 +228,35 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
     loaded = params_of(tmp_path)
     assert loaded.step > 0
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(loaded.params))
+
+
+class _ShapeChangingSource:
+    """Yields one oversized batch at step 3: the step must recompile, and the loop says so."""
+
+    def __init__(self, inner):
+        self.inner, self.num_examples = inner, inner.num_examples
+
+    def batches(self, **kw):
+        for i, batch in enumerate(self.inner.batches(**kw)):
+            if kw["start_step"] + i == 3:
+                batch = {k: np.concatenate([v, v[:8]]) for k, v in batch.items()}
+            yield batch
+
+
+def test_a_recompiling_train_step_is_reported(tmp_path, caplog):
+    from tests.common.conftest import make_config
+    from tests.common.tiny_task import TinyTask
+
+    class Task(TinyTask):
+        def datasets(self):
+            data = super().datasets()
+            data.train = _ShapeChangingSource(data.train)
+            return data
+
+    from common.train import train_and_evaluate
+
+    with caplog.at_level("WARNING"):
+        train_and_evaluate(Task, make_config(max_steps=6), str(tmp_path))
+    messages = [r.getMessage() for r in caplog.records if "recompiled" in r.getMessage()]
+    assert len(messages) == 1  # the odd batch; the normal shape is still in jit's cache
+    assert "recompiled at step 4" in messages[0] and "(40, 8)" in messages[0]
