@@ -1,0 +1,138 @@
+"""The full network: formula encoder + conditional U-Net + a learned "no formula" condition and
+an optional formula-family head. Built by `mathart.task.build_model` from ``config.model``.
+
+Three entry points (Flax ``method=``):
+- ``__call__(x_t, t_frac, token_ids, token_mask, drop)`` -> (U-Net output, family logits):
+  training; rows with ``drop`` True see the null condition (classifier-free guidance training).
+- ``encode(token_ids, token_mask)`` -> `Condition`: run once per sampling call;
+- ``null_condition(like)`` -> `Condition` of the learned null formula, same shapes as ``like``;
+- ``denoise(x_t, t_frac, condition)`` -> U-Net output: run at every sampling step.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mathart.models.encoder import FormulaEncoder
+from mathart.models.unet import ConditionalUNet
+
+Dtype = Any
+
+
+@flax.struct.dataclass
+class Condition:
+    """What the U-Net sees of a formula."""
+
+    tokens: jax.Array  # [B, L, D] float32
+    mask: jax.Array  # [B, L] bool
+    pooled: jax.Array  # [B, D] float32
+
+
+def select_condition(use_null: jax.Array, cond: Condition, null: Condition) -> Condition:
+    """Row-wise choice: rows where ``use_null`` [B] is True take the null condition."""
+
+    def pick(a, b):
+        return jnp.where(use_null.reshape((-1,) + (1,) * (a.ndim - 1)), b, a)
+
+    return jax.tree.map(pick, cond, null)
+
+
+def concat_conditions(a: Condition, b: Condition) -> Condition:
+    """Stacks two conditions along the batch (the CFG pair in one network call)."""
+    return jax.tree.map(lambda x, y: jnp.concatenate([x, y], axis=0), a, b)
+
+
+class MathArtDenoiser(nn.Module):
+    """Formula-conditioned denoiser; sizes come from ``config.model`` (see configs/mathart.py)."""
+
+    vocab_size: int
+    max_formula_tokens: int
+    encoder_width: int
+    encoder_layers: int
+    encoder_heads: int
+    encoder_mlp_dim: int
+    base_channels: int
+    channel_mult: Sequence[int]
+    num_res_blocks: int
+    time_embed_dim: int
+    cross_attention_scales: Sequence[int]
+    self_attention_scales: Sequence[int] = ()
+    extra_skip_scales: Sequence[int] = ()
+    patch_size: int = 1
+    num_attention_heads: int = 4
+    norm_groups: int = 32
+    num_families: int = 0  # > 0 adds the family-classification head on the pooled formula
+    remat: bool = False
+    dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.encoder = FormulaEncoder(
+            vocab_size=self.vocab_size,
+            max_len=self.max_formula_tokens,
+            width=self.encoder_width,
+            num_layers=self.encoder_layers,
+            num_heads=self.encoder_heads,
+            mlp_dim=self.encoder_mlp_dim,
+            remat=self.remat,
+            dtype=self.dtype,
+        )
+        self.unet = ConditionalUNet(
+            base_channels=self.base_channels,
+            channel_mult=tuple(self.channel_mult),
+            num_res_blocks=self.num_res_blocks,
+            time_embed_dim=self.time_embed_dim,
+            cross_attention_scales=tuple(self.cross_attention_scales),
+            self_attention_scales=tuple(self.self_attention_scales),
+            extra_skip_scales=tuple(self.extra_skip_scales),
+            patch_size=self.patch_size,
+            num_heads=self.num_attention_heads,
+            norm_groups=self.norm_groups,
+            remat=self.remat,
+            dtype=self.dtype,
+        )
+        # The "no formula" condition for classifier-free guidance: one learned token.
+        self.null_token = self.param(
+            "null_token", nn.initializers.normal(stddev=0.02), (self.encoder_width,)
+        )
+        if self.num_families > 0:
+            self.family_head = nn.Dense(self.num_families, name="family_head")
+
+    def encode(self, token_ids: jax.Array, token_mask: jax.Array) -> Condition:
+        tokens, pooled = self.encoder(token_ids, token_mask)
+        return Condition(tokens=tokens, mask=token_mask.astype(bool), pooled=pooled)
+
+    def null_condition(self, like: Condition) -> Condition:
+        b, length, width = like.tokens.shape
+        first = jnp.arange(length) == 0
+        tokens = jnp.where(first[None, :, None], self.null_token, 0.0)
+        return Condition(
+            tokens=jnp.broadcast_to(tokens, (b, length, width)).astype(jnp.float32),
+            mask=jnp.broadcast_to(first, (b, length)),
+            pooled=jnp.broadcast_to(self.null_token, (b, width)).astype(jnp.float32),
+        )
+
+    def family_logits(self, condition: Condition) -> jax.Array | None:
+        if self.num_families <= 0:
+            return None
+        return self.family_head(condition.pooled).astype(jnp.float32)
+
+    def denoise(self, x_t: jax.Array, t_frac: jax.Array, condition: Condition) -> jax.Array:
+        return self.unet(x_t, t_frac, condition.pooled, condition.tokens, condition.mask)
+
+    def __call__(
+        self,
+        x_t: jax.Array,
+        t_frac: jax.Array,
+        token_ids: jax.Array,
+        token_mask: jax.Array,
+        drop: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array | None]:
+        cond = self.encode(token_ids, token_mask)
+        logits = self.family_logits(cond)
+        if drop is not None:
+            cond = select_condition(drop, cond, self.null_condition(cond))
+        return self.denoise(x_t, t_frac, cond), logits

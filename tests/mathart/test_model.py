@@ -1,0 +1,173 @@
+"""The formula encoder + conditional U-Net: shapes, dtype policy, padding mask, token-level
+cross-attention, the null (CFG) condition, remat equivalence and error messages."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mathart.models import MathArtDenoiser, group_count
+from mathart.models.unet import depth_to_space, space_to_depth
+
+L = 8
+SIZE = 16
+
+
+def _model(**overrides) -> MathArtDenoiser:
+    kwargs = dict(
+        vocab_size=50,
+        max_formula_tokens=L,
+        encoder_width=32,
+        encoder_layers=2,
+        encoder_heads=4,
+        encoder_mlp_dim=64,
+        base_channels=16,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        time_embed_dim=32,
+        cross_attention_scales=(1, 2),
+        self_attention_scales=(2,),
+        num_attention_heads=4,
+        num_families=3,
+    )
+    kwargs.update(overrides)
+    return MathArtDenoiser(**kwargs)
+
+
+def _inputs():
+    x = jax.random.normal(jax.random.key(0), (2, SIZE, SIZE, 3))
+    t = jnp.array([0.3, 0.9])
+    tokens = jnp.array([[5, 6, 7, 8, 0, 0, 0, 0], [9, 10, 11, 12, 13, 14, 0, 0]], jnp.int32)
+    mask = tokens > 0
+    return x, t, tokens, mask
+
+
+def _perturb(variables, seed=1, scale=0.05):
+    """Zero-initialised output layers make a fresh U-Net output exactly 0; shake all params so
+    the tests can see how the output depends on its inputs."""
+    leaves, tree = jax.tree.flatten(variables)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    noisy = [leaf + scale * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
+    return jax.tree.unflatten(tree, noisy)
+
+
+@pytest.fixture(scope="module")
+def model_and_vars():
+    model = _model()
+    x, t, tokens, mask = _inputs()
+    variables = model.init(jax.random.key(0), x, t, tokens, mask)
+    apply = jax.jit(lambda v, x, t, tok, m, d: model.apply(v, x, t, tok, m, d))
+    return model, _perturb(variables), apply
+
+
+def test_shapes_dtypes_and_fresh_output_is_zero():
+    model = _model()
+    x, t, tokens, mask = _inputs()
+    variables = model.init(jax.random.key(0), x, t, tokens, mask)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
+    out, logits = model.apply(variables, x, t, tokens, mask)
+    assert out.shape == x.shape and out.dtype == jnp.float32
+    assert logits.shape == (2, 3) and logits.dtype == jnp.float32
+    np.testing.assert_array_equal(out, 0.0)  # zero-init output conv: starts at v = 0
+
+
+def test_padding_tokens_are_invisible(model_and_vars):
+    _, variables, apply = model_and_vars
+    x, t, tokens, mask = _inputs()
+    no_drop = jnp.array([False, False])
+    out_a, log_a = apply(variables, x, t, tokens, mask, no_drop)
+    junk = jnp.where(mask, tokens, 42)  # change only padded positions
+    out_b, log_b = apply(variables, x, t, junk, mask, no_drop)
+    np.testing.assert_allclose(out_a, out_b, atol=1e-5)
+    np.testing.assert_allclose(log_a, log_b, atol=1e-5)
+
+
+def test_output_depends_on_each_real_token_and_its_position(model_and_vars):
+    _, variables, apply = model_and_vars
+    x, t, tokens, mask = _inputs()
+    no_drop = jnp.array([False, False])
+    base, _ = apply(variables, x, t, tokens, mask, no_drop)
+    changed, _ = apply(variables, x, t, tokens.at[0, 2].set(20), mask, no_drop)
+    assert float(jnp.abs(changed[0] - base[0]).max()) > 1e-4
+    np.testing.assert_allclose(changed[1], base[1], atol=1e-5)  # rows are independent
+    swapped = tokens.at[0, 1].set(7).at[0, 2].set(6)  # same multiset, other order
+    out_swapped, _ = apply(variables, x, t, swapped, mask, no_drop)
+    assert float(jnp.abs(out_swapped[0] - base[0]).max()) > 1e-4
+
+
+def _cross_attention_output(model, variables, tokens, mask):
+    """The first cross-attention's output [B, pixels, C], captured from a real forward pass."""
+    x, t, _, _ = _inputs()
+    _, state = model.apply(
+        variables,
+        x,
+        t,
+        tokens,
+        mask,
+        mutable=["intermediates"],
+        capture_intermediates=lambda mdl, _: mdl.name == "cross_attn",
+    )
+    return state["intermediates"]["unet"]["down0_attn0"]["cross_attn"]["__call__"][0]
+
+
+def test_cross_attention_is_token_level(model_and_vars):
+    """Softmax over a single key is 1, so single-token "cross-attention" (the small reference
+    model's) adds the same vector at every pixel. With several formula tokens each pixel must
+    mix them differently: the attention output varies across pixels."""
+    model, variables, _ = model_and_vars
+    _, _, tokens, mask = _inputs()
+    many = _cross_attention_output(model, variables, tokens, mask)
+    one_mask = jnp.arange(L)[None, :] < 1
+    one = _cross_attention_output(model, variables, tokens, jnp.broadcast_to(one_mask, mask.shape))
+    spread_many = float(jnp.std(many, axis=1).max())
+    spread_one = float(jnp.std(one, axis=1).max())
+    assert spread_one < 1e-5, "one key: the output must be the same at every pixel"
+    assert spread_many > 1e-3, "several keys: pixels must attend differently"
+
+
+def test_null_condition_ignores_the_formula(model_and_vars):
+    _, variables, apply = model_and_vars
+    x, t, tokens, mask = _inputs()
+    drop = jnp.array([True, True])
+    out_a, _ = apply(variables, x, t, tokens, mask, drop)
+    out_b, _ = apply(variables, x, t, tokens[::-1], mask[::-1], drop)
+    np.testing.assert_allclose(out_a, out_b, atol=1e-5)
+    cond, _ = apply(variables, x, t, tokens, mask, jnp.array([False, False]))
+    assert float(jnp.abs(cond - out_a).max()) > 1e-4
+
+
+def test_remat_and_bfloat16_keep_the_function():
+    x, t, tokens, mask = _inputs()
+    plain = _model()
+    variables = _perturb(plain.init(jax.random.key(0), x, t, tokens, mask))
+
+    def loss(model, v):
+        out, _ = model.apply(v, x, t, tokens, mask)
+        return jnp.mean(out**2)
+
+    g_plain = jax.jit(jax.grad(lambda v: loss(plain, v)))(variables)
+    g_remat = jax.jit(jax.grad(lambda v: loss(_model(remat=True), v)))(variables)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4), g_plain, g_remat
+    )
+    out32, _ = plain.apply(variables, x, t, tokens, mask)
+    out16, _ = jax.jit(lambda v: _model(dtype=jnp.bfloat16).apply(v, x, t, tokens, mask))(variables)
+    assert out16.dtype == jnp.float32
+    rel = float(jnp.linalg.norm(out16 - out32) / jnp.linalg.norm(out32))
+    assert rel < 0.1
+
+
+def test_patchify_round_trip_and_group_count():
+    x = jnp.arange(2 * 8 * 8 * 3, dtype=jnp.float32).reshape(2, 8, 8, 3)
+    np.testing.assert_array_equal(depth_to_space(space_to_depth(x, 4), 4), x)
+    assert space_to_depth(x, 4).shape == (2, 2, 2, 48)
+    assert group_count(320) == 32 and group_count(96) == 32 and group_count(48) == 24
+    assert group_count(16) == 16 and group_count(7) == 7
+
+
+def test_bad_attention_scale_is_a_clear_error():
+    x, t, tokens, mask = _inputs()
+    with pytest.raises(ValueError, match=r"cross_attention_scales has \[8\].*scales are \[1, 2\]"):
+        _model(cross_attention_scales=(8,)).init(jax.random.key(0), x, t, tokens, mask)
+    with pytest.raises(ValueError, match="max_len"):
+        _model(max_formula_tokens=4).init(jax.random.key(0), x, t, tokens, mask)
