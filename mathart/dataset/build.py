@@ -65,6 +65,9 @@ class BuildStats:
     blank: int = 0  # too little ink
     perceptual_duplicates: int = 0  # pHash near-duplicates among non-blank renders
     kept: int = 0
+    # family name -> count, for the two image filters (which families they thin out)
+    blank_by_family: dict[str, int] = dataclasses.field(default_factory=dict)
+    duplicates_by_family: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def perceptual_duplicate_fraction(self) -> float:
@@ -144,11 +147,14 @@ def build_dataset(
             if len(kept["formula"]) >= num_examples:
                 break
             amount = ink(image, np.asarray(style.background))
+            name = families.FAMILIES[family]
             if (amount > 0.1).mean() < MIN_INK_FRACTION:
                 stats.blank += 1
+                stats.blank_by_family[name] = stats.blank_by_family.get(name, 0) + 1
                 continue
             if not dedup.add(phash(amount)):
                 stats.perceptual_duplicates += 1
+                stats.duplicates_by_family[name] = stats.duplicates_by_family.get(name, 0) + 1
                 continue
             kept["image"].append(image)
             kept["formula"].append(formula.text)

@@ -38,8 +38,7 @@ def phash(grey: np.ndarray) -> np.uint64:
 
 def hamming(a: np.ndarray, b: np.uint64) -> np.ndarray:
     """Bit distances between the hashes in `a` (uint64 array) and the hash `b`."""
-    x = np.bitwise_xor(a, b)
-    return np.unpackbits(x.view(np.uint8).reshape(len(x), 8), axis=1).sum(axis=1)
+    return np.bitwise_count(np.bitwise_xor(a, np.uint64(b)))
 
 
 class Deduplicator:
@@ -47,15 +46,23 @@ class Deduplicator:
 
     def __init__(self, max_distance: int = 2):
         self.max_distance = max_distance
-        self.hashes = np.zeros((0,), np.uint64)
+        self._hashes = np.zeros((1024,), np.uint64)  # grown by doubling
+        self.count = 0
         self.checked = 0
         self.removed = 0
+
+    @property
+    def hashes(self) -> np.ndarray:
+        return self._hashes[: self.count]
 
     def add(self, h: np.uint64) -> bool:
         """True (and remembers `h`) if no kept hash is within `max_distance` bits."""
         self.checked += 1
-        if len(self.hashes) and hamming(self.hashes, h).min() <= self.max_distance:
+        if self.count and hamming(self.hashes, h).min() <= self.max_distance:
             self.removed += 1
             return False
-        self.hashes = np.append(self.hashes, np.uint64(h))
+        if self.count == len(self._hashes):
+            self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)])
+        self._hashes[self.count] = h
+        self.count += 1
         return True

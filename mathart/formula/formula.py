@@ -368,12 +368,9 @@ def _classify(clauses: list[parser.Clause], text: str) -> Formula:
             form, body = "complex", (c.expr,)
         elif isinstance(c, parser.Bare):
             pass  # classified above
-        elif (
-            c.op == "="
-            and is_sym(c.lhs, "y")
-            and _vars_of([c.rhs]) <= {"x"}
-            and "i" not in {s.name for s in _syms(c.rhs)}
-        ):
+        elif c.op == "=" and is_sym(c.lhs, "y") and "y" not in _vars_of([c.rhs]):
+            # y = <no y>: explicit (a stray z or theta is then reported as not allowed in
+            # y = f(x), which is what the writer meant).
             form, body = "explicit", (c.rhs,)
         elif is_sym(c.lhs, "r"):
             if c.op != "=":
