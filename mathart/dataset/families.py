@@ -86,16 +86,16 @@ def ellipse(rng):
 
 def rose(rng):
     k = int(rng.integers(2, 13))
-    offset = _pick(rng, [0.0, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5])
-    phase = _pick(rng, [0.0, 0.0, 0.1, 0.2, 0.3, 0.5])
+    offset = _pick(rng, np.arange(0.0, 1.51, 0.1))
+    phase = _pick(rng, np.arange(0.0, 0.71, 0.1))
     inner = f"{k}*theta" + (_signed(phase, 1) if phase else "")
     return f"r = {_pick(rng, ['cos', 'sin'])}({inner})" + (_signed(offset, 1) if offset else "")
 
 
 def limacon(rng):
     b = _nonzero(rng, 0.3, 3, 0.05)
-    phase = _pick(rng, [0.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
-    inner = "theta" + (_signed(phase, 1) if phase else "")
+    phase = _pick(rng, np.arange(0.0, 3.01, 0.25))
+    inner = "theta" + (_signed(phase) if phase else "")
     return f"r = 1 + {_n(b)}*{_pick(rng, ['cos', 'sin'])}({inner})"
 
 
@@ -104,19 +104,14 @@ def spiral(rng):
     kind = _pick(
         rng,
         [
+            *(f"theta^{p}" for p in ("0.5", "0.75", "1.25", "1.5", "1.75", "2")),
             "theta",
-            "sqrt(theta)",
-            "theta^0.75",
-            "theta^1.5",
-            "theta^2",
-            "exp(0.1*theta)",
-            "exp(0.05*theta)",
-            "exp(0.2*theta)",
+            *(f"exp({k}*theta)" for k in ("0.03", "0.05", "0.08", "0.1", "0.15", "0.2")),
             "log(1 + theta)",
         ],
     )
-    offset = _pick(rng, [0.0, 0.0, 0.5, 1.0, 2.0, 4.0])
-    start = _pick(rng, [0, 0, 1])
+    offset = _pick(rng, [0.0, 0.5, 1.0, 2.0, 3.0, 4.0])
+    start = _pick(rng, [0, 1])
     body = kind + (_signed(offset, 1) if offset else "")
     return f"r = {body}, theta in [{start}*pi, {2 * turns + start}*pi]"
 
@@ -189,21 +184,24 @@ def trochoid(rng):
 
 
 def rose_fraction(rng):
-    p, q = int(rng.integers(1, 10)), int(rng.integers(2, 10))
+    p, q = int(rng.integers(1, 12)), int(rng.integers(2, 12))
     while math.gcd(p, q) != 1:
-        p, q = int(rng.integers(1, 10)), int(rng.integers(2, 10))
+        p, q = int(rng.integers(1, 12)), int(rng.integers(2, 12))
     span = q if (p * q) % 2 else 2 * q
-    offset = _pick(rng, [0.0, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    body = f"cos({p}/{q}*theta)" + (_signed(offset, 1) if offset else "")
+    offset = _pick(rng, np.arange(0.0, 1.01, 0.1))
+    fn = _pick(rng, ["cos", "sin"])
+    body = f"{fn}({p}/{q}*theta)" + (_signed(offset, 1) if offset else "")
     return f"r = {body}, theta in [0, {span}*pi]"
 
 
 def butterfly(rng):
     a = _nonzero(rng, 0.5, 3, 0.1)
+    b = _pick(rng, [0.5, 0.75, 1.0, 1.25, 1.5])
     k = int(rng.integers(2, 7))
     m = _pick(rng, [3, 5, 7])
     return (
-        f"r = exp(sin(theta)) - {_n(a, 1)}*cos({k}*theta) + sin((2*theta - pi)/24)^{m}, "
+        f"r = exp({_n(b)}*sin(theta)) - {_n(a, 1)}*cos({k}*theta) "
+        f"+ sin((2*theta - pi)/24)^{m}, "
         "theta in [0, 12*pi]"
     )
 
