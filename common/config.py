@@ -39,6 +39,10 @@ def base_config() -> ml_collections.ConfigDict:
     # --- data
     c.data_dir = P(str)  # TFDS data_dir or a family's data folder
     c.batch_size = 128  # GLOBAL train batch, split over all devices of all processes
+    # Split each batch into this many micro-batches (a lax.scan inside the step) and average
+    # their gradients: the same update with 1/N of the activation memory. Losses that use
+    # batch statistics (BatchNorm, in-batch ranks) see micro-batches instead.
+    c.grad_accum_steps = 1
     c.eval_batch_size = P(int)  # GLOBAL eval batch; None -> batch_size
     c.prefetch = 2  # device batches kept ready by the input thread
 

@@ -100,16 +100,52 @@ def build_steps(
             params=params, opt_state=opt_state, ema_params=params if ema_decay > 0 else {}
         )
 
+    accum = int(config.get("grad_accum_steps", 1) or 1)
+
+    def loss_and_grads(params, batch, rng, ctx):
+        """(loss, (metrics, new_extras)), grads of one batch, or averaged over micro-batches."""
+
+        def loss_of(p, b, r, c):
+            loss, (mets, new_extras) = task.loss_fn(p, b, r, c)
+            return jnp.asarray(loss, jnp.float32), (dict(mets), new_extras)
+
+        grad_fn = jax.value_and_grad(loss_of, has_aux=True)
+        if accum == 1:
+            return grad_fn(params, batch, rng, ctx)
+        # Micro-batch i takes rows i, i + accum, ...: each one stays evenly spread over the
+        # devices (a plain split would put a micro-batch on a few devices only).
+        micro = jax.tree.map(
+            lambda x: jnp.swapaxes(x.reshape((x.shape[0] // accum, accum, *x.shape[1:])), 0, 1),
+            batch,
+        )
+
+        def body(carry, xs):
+            totals, extras = carry
+            mb, i = xs
+            c = ctx.replace(extras=extras)
+            out, grads = grad_fn(params, mb, jax.random.fold_in(rng, i), c)
+            (loss, (mets, new_extras)) = out
+            add = lambda a, b: jax.tree.map(lambda u, v: u + v / accum, a, b)
+            totals = add(totals, (grads, loss, mets))
+            return (totals, extras if new_extras is None else new_extras), None
+
+        first = jax.tree.map(lambda x: x[0], micro)
+        shapes = jax.eval_shape(grad_fn, params, first, rng, ctx)
+        (_, (mets_shape, _)), grads_shape = shapes
+        zeros = jax.tree.map(
+            lambda a: jnp.zeros(a.shape, a.dtype), (grads_shape, shapes[0][0], mets_shape)
+        )
+        (totals, extras), _ = jax.lax.scan(
+            body, (zeros, ctx.extras), (micro, jnp.arange(accum, dtype=jnp.int32))
+        )
+        grads, loss, mets = totals
+        return (loss, (mets, extras)), grads
+
     def update(state: TrainState, batch, acc, reduce, shard_index):
         """One optimizer step; `reduce` averages over replicas (identity under jit)."""
         rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), shard_index)
         ctx = StepContext(step=state.step, extras=state.extras, controls=state.controls)
-
-        def loss_of(params):
-            loss, (mets, new_extras) = task.loss_fn(params, batch, rng, ctx)
-            return jnp.asarray(loss, jnp.float32), (mets, new_extras)
-
-        (loss, (mets, new_extras)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+        (loss, (mets, new_extras)), grads = loss_and_grads(state.params, batch, rng, ctx)
         grads, loss, mets, new_extras = reduce((grads, loss, dict(mets), new_extras))
         grad_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)

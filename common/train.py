@@ -155,6 +155,12 @@ def train_and_evaluate(
     data = task.datasets()
     global_batch = int(config.batch_size)
     per_device = parallel.per_device_batch(global_batch, mesh)
+    accum = int(config.grad_accum_steps)
+    if accum < 1 or per_device % accum:
+        raise ConfigError(
+            f"grad_accum_steps={accum} must be >= 1 and divide the per-device batch {per_device} "
+            f"(batch_size={global_batch} over {mesh.size} devices)"
+        )
     eval_batch = int(config.eval_batch_size or global_batch)
     parallel.per_device_batch(eval_batch, mesh, "eval_batch_size")
     steps_per_epoch = data.train.num_examples // global_batch

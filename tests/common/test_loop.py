@@ -260,3 +260,15 @@ def test_a_recompiling_train_step_is_reported(tmp_path, caplog):
     messages = [r.getMessage() for r in caplog.records if "recompiled" in r.getMessage()]
     assert len(messages) == 1  # the odd batch; the normal shape is still in jit's cache
     assert "recompiled at step 4" in messages[0] and "(40, 8)" in messages[0]
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+    # Per-example mean loss: the mean of the micro-batch gradients is the full-batch gradient.
+    run(tmp_path / "full", max_steps=6)
+    run(tmp_path / "accum", max_steps=6, grad_accum_steps=2)
+    full, accum = params_of(tmp_path / "full").params, params_of(tmp_path / "accum").params
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), full, accum)
+    from common.config import ConfigError
+
+    with pytest.raises(ConfigError, match="grad_accum_steps=3 must be >= 1 and divide"):
+        run(tmp_path / "bad", max_steps=1, grad_accum_steps=3)
