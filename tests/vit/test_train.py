@@ -1,0 +1,134 @@
+"""The ViT family through the real shared loop: the smoke profile under `tfds.testing.mock_data`
+(in-process, 8 CPU devices) and `python -m vit.main` on a prepared TFDS data_dir, interrupted
+and resumed."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from common.cli import load_config_file
+from common.train import train_and_evaluate
+from vit.task import VitTask
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def read_jsonl(workdir) -> list[dict]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_config_profiles_and_flops():
+    sizes = {}
+    for profile in ("default", "small", "large", "custom_seed", "strong", "smoke"):
+        c = load_config_file(f"configs/vit.py:{profile}")
+        m = c.model
+        sizes[profile] = (m.embedding_dim, m.num_layers, m.num_heads, m.mlp_size, c.batch_size)
+    assert sizes["default"] == (192, 12, 3, 768, 128)
+    assert sizes["small"] == (128, 6, 4, 512, 256)
+    assert sizes["large"] == (384, 24, 6, 1536, 64)
+    assert sizes["custom_seed"] == (384, 12, 6, 768, 256)
+    c = load_config_file("configs/vit.py")
+    assert (c.learning_rate, c.optim.weight_decay, c.optim.grad_clip) == (3e-4, 0.01, 1.0)
+    assert (c.optim.schedule, c.optim.warmup_epochs, c.label_smoothing) == ("warmup_cosine", 5, 0.1)
+    assert c.checkpoint_every_epochs == 5 and c.log_every_steps == 50 and c.max_epochs == 100
+    seed = load_config_file("configs/vit.py:custom_seed")
+    assert (seed.learning_rate, seed.max_epochs, seed.max_training_hours) == (5e-4, 200, 48)
+    # Training FLOPs = 3 x forward = 6 x MACs; ViT-Ti/4: 0.365 GMAC -> 2.19 GFLOP (spec §1d).
+    assert abs(VitTask(c).flops_per_example() / 1e9 - 2.19) < 0.01
+
+
+def test_smoke_under_mock_data(tmp_path):
+    c = load_config_file("configs/vit.py:smoke")
+    c.augment.policy = "randaugment"  # exercise the strong-profile augmentations too
+    c.augment.random_erasing = 0.25
+    c.augment.mixup_alpha = c.augment.cutmix_alpha = 1.0
+    c.model.stochastic_depth_rate = 0.1
+    with tfds.testing.mock_data(num_examples=256):  # random images; train == test
+        result = train_and_evaluate(VitTask, c, str(tmp_path))
+    # 256 - 128 held out = 128 train images = 4 steps/epoch; 2 epochs.
+    assert result.status == "completed" and result.step == 8
+    records = read_jsonl(tmp_path)
+    train_steps = [r["step"] for r in records if "train/loss" in r]
+    assert train_steps == [4, 8]
+    evals = [r for r in records if "val/accuracy" in r]
+    assert [r["step"] for r in evals] == [4, 8]
+    assert all(0 <= r["val/accuracy"] <= 1 and np.isfinite(r["val/loss"]) for r in evals)
+    per_class = [evals[-1][f"val/accuracy/{name}"] for name in VitTask(c).class_names]
+    assert len(per_class) == 10
+    final = json.loads((tmp_path / "final_metrics.json").read_text())
+    assert 0 <= final["final/test/accuracy"] <= 1 and final["final/checkpoint_step"] in (4, 8)
+    png = glob.glob(str(tmp_path / "images" / "val_confusion_matrix_*.png"))
+    assert len(png) == 2 and Image.open(png[0]).mode == "RGB"
+    assert glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
+
+
+def run_cli(*args: str, workdir) -> subprocess.CompletedProcess:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO}
+    env.pop("XLA_FLAGS", None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "vit.main",
+        "--config=configs/vit.py:smoke",
+        f"--workdir={workdir}",
+    ]
+    return subprocess.run(
+        [*cmd, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_trains_on_prepared_cifar10_and_resumes(binary_data_dir, tmp_path):
+    data_dir, _ = binary_data_dir
+    args = (
+        f"--config.data_dir={data_dir}",
+        "--config.download=False",
+        "--config.val_examples=20",  # 100 train images: 80 train + 20 val; 20 test
+        "--config.batch_size=16",
+        "--config.eval_batch_size=16",  # does not divide 20: padded, masked last batch
+        "--config.max_epochs=3",  # 5 steps/epoch, 15 steps
+    )
+    first = run_cli(*args, "--config.stop_after_steps=7", workdir=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "run stopped" in first.stdout
+    steps_before = sorted(
+        int(os.path.basename(p)) for p in glob.glob(str(tmp_path / "checkpoints/*"))
+    )
+    assert steps_before[-1] == 7 and 5 in steps_before  # epoch-1 eval + the stop save
+
+    second = run_cli(*args, workdir=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed from" in second.stderr and "run completed" in second.stdout
+    records = read_jsonl(tmp_path)
+    val_steps = [r["step"] for r in records if "val/accuracy" in r]
+    assert val_steps == [5, 10, 15]  # no epoch repeated or skipped across the restart
+    final = json.loads((tmp_path / "final_metrics.json").read_text())
+    assert 0 <= final["final/test/accuracy"] <= 1
+    # 20 test images with batch 16: the padded rows must not count (accuracy is k/20).
+    assert abs(final["final/test/accuracy"] * 20 - round(final["final/test/accuracy"] * 20)) < 1e-4
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["profile"] == "smoke" and config["data_dir"] == str(data_dir)
+
+
+@pytest.mark.parametrize("val_split", ["holdout", "test"])
+def test_val_split_policy(binary_data_dir, val_split):
+    from vit import input_pipeline
+
+    data_dir, _ = binary_data_dir
+    data = input_pipeline.load_cifar10(str(data_dir), download=False)
+    arrays = input_pipeline.split_arrays(data, val_split=val_split, val_examples=30)
+    if val_split == "holdout":
+        assert len(arrays["train"]["label"]) == 70 and len(arrays["val"]["label"]) == 30
+        np.testing.assert_array_equal(arrays["val"]["image"], data["train"][0][70:])
+    else:
+        assert len(arrays["train"]["label"]) == 100
+        np.testing.assert_array_equal(arrays["val"]["image"], arrays["test"]["image"])
+    with pytest.raises(ValueError, match="val_examples"):
+        input_pipeline.split_arrays(data, val_split="holdout", val_examples=100)
