@@ -37,7 +37,7 @@ SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 MIN_INK_FRACTION = 0.01  # fraction of pixels that must differ clearly from the background
 DUPLICATE_RETRIES = 8
-DATASET_VERSION = 1  # bump when sampling, rendering or filtering changes (invalidates caches)
+DATASET_VERSION = 2  # bump when sampling, rendering or filtering changes (invalidates caches)
 
 
 def split_of(canonical_text: str) -> str:
@@ -90,7 +90,7 @@ def build_dataset(
     num_examples: int,
     seed: int = 0,
     *,
-    max_phash_distance: int = 2,
+    max_phash_distance: int = 0,
     render_batch: int = 64,
     draw_batch: int | None = None,
 ) -> tuple[dict[str, np.ndarray], BuildStats]:
@@ -196,7 +196,7 @@ def build_arrays(
     seed: int = 0,
     *,
     cache_dir: str | None = None,
-    max_phash_distance: int = 2,
+    max_phash_distance: int = 0,
 ) -> dict[str, np.ndarray]:
     """The synthetic dataset for one split.
 

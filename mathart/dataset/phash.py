@@ -44,7 +44,7 @@ def hamming(a: np.ndarray, b: np.uint64) -> np.ndarray:
 class Deduplicator:
     """Keeps the first image of each near-duplicate group (by pHash distance)."""
 
-    def __init__(self, max_distance: int = 2):
+    def __init__(self, max_distance: int = 0):
         self.max_distance = max_distance
         self._hashes = np.zeros((1024,), np.uint64)  # grown by doubling
         self.count = 0

@@ -51,7 +51,9 @@ class MathArt(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version(f"{DATASET_VERSION}.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {
-        f"{DATASET_VERSION}.0.0": "Formula families, renderer and filters v1."
+        "1.0.0": "First release.",
+        f"{DATASET_VERSION}.0.0": "Implicit equations drawn as strokes; larger families; "
+        "exact-pHash de-duplication.",
     }
     BUILDER_CONFIGS: ClassVar[list[MathArtConfig]] = [
         MathArtConfig(name="32", resolution=32, description="32x32 renders"),

@@ -6,8 +6,9 @@ Forms (``Formula.form``), with the text they come from:
 form            written as                                   drawn as
 ==============  ===========================================  ==================================
 explicit        ``y = f(x)`` (or a bare expression in x)     anti-aliased curve
-implicit        ``f(x, y) = g(x, y)``, also ``<``, ``<=``,   filled region lhs < rhs with
-                ``>``, ``>=`` (or a bare expr in x and y)    level-set bands, outlined
+implicit        ``f(x, y) = g(x, y)``; ``<``, ``<=``,        equation: stroke along its zero
+                ``>``, ``>=`` (or a bare expr in x and y)    set; inequality: filled region
+                                                             with level-set bands
 polar           ``r = f(theta)[, theta in [a, b]]``          anti-aliased curve
 parametric      ``x = f(t), y = g(t)[, t in [a, b]]``        anti-aliased curve
 complex         ``f(z) = g(z)`` (or a bare expression in z)  domain colouring

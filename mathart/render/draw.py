@@ -12,8 +12,9 @@ Kernels:
   stroke's reach takes coverage ``clip(w/2 + 1/2 - d, 0, 1)`` from its distance ``d`` to the
   nearest resampled point (a scatter-max, so order-independent and deterministic). Colour runs
   along the curve through the palette.
-- `region`: implicit ``F(x, y) < 0`` filled with level-set bands of F, edge anti-aliased by the
-  first-order signed distance ``F / |grad F|`` (central differences), optional outline.
+- `region`: implicit formulas. An equation F = 0 is drawn as an anti-aliased stroke along its
+  zero set, an inequality F < 0 as a region filled with level-set bands of F; both use the
+  first-order signed distance ``F / |grad F|`` (one-sided differences, robust at poles).
 - `domain_colouring`: hue from ``arg f(z)`` through the palette, brightness steps at powers of
   two of ``|f(z)|``.
 - `escape_time`: Mandelbrot / Julia with a fixed iteration count, smooth (continuous) colouring
@@ -170,19 +171,41 @@ def curve(
     return _finish(rgb)
 
 
-def region(values: jax.Array, outline: jax.Array, style: dict, size: int) -> jax.Array:
-    """Filled region ``values < 0`` (values ``[S, S]`` of F on the pixel centres).
+def _signed_distance(f: jax.Array) -> jax.Array:
+    """First-order signed distance ``F / |grad F|`` in pixels (inf where F is undefined).
 
-    outline: float 0/1, draw the boundary F = 0 as a stroke (for equations, not inequalities).
+    Per axis the gradient is the smaller (in magnitude) of the forward and backward
+    differences: equal to the central one where F is smooth, but across a jump (a pole of
+    tan, 1/x) it takes the smooth side, so a jump does not look like a zero crossing.
     """
-    f = values
     finite = jnp.isfinite(f)
     f0 = jnp.where(finite, f, 0.0)
-    gy, gx = jnp.gradient(f0)  # per pixel
-    grad = jnp.hypot(gx, gy)
-    dist = jnp.where(finite, f0 / jnp.maximum(grad, 1e-20), jnp.inf)  # signed, in pixels
-    inside = jnp.clip(0.5 - dist, 0.0, 1.0)
+    # Odd reflection continues F linearly past the border, so edge pixels get a gradient too.
+    p = jnp.pad(f0, 1, mode="reflect", reflect_type="odd")
 
+    def smaller(a, b):
+        return jnp.where(jnp.abs(a) < jnp.abs(b), a, b)
+
+    gx = smaller(p[1:-1, 2:] - p[1:-1, 1:-1], p[1:-1, 1:-1] - p[1:-1, :-2])
+    gy = smaller(p[2:, 1:-1] - p[1:-1, 1:-1], p[1:-1, 1:-1] - p[:-2, 1:-1])
+    grad = jnp.hypot(gx, gy)
+    return jnp.where(finite, f0 / jnp.maximum(grad, 1e-20), jnp.inf)
+
+
+def region(values: jax.Array, is_equation: jax.Array, style: dict, size: int) -> jax.Array:
+    """Implicit formula from ``values [S, S]`` = F = lhs − rhs on the pixel centres.
+
+    An equation (``is_equation`` = 1) is its zero set F = 0: an anti-aliased stroke with
+    coverage ``clip(w/2 + 1/2 − |d|, 0, 1)`` for the signed distance d. An inequality is the
+    region F < 0 (the renderer flips the sign for > and >=), filled with level-set bands of
+    F: palette position grows with depth below zero, quantised into ``bands`` when set.
+    """
+    f = values
+    dist = _signed_distance(f)
+    finite = jnp.isfinite(f)
+    f0 = jnp.where(finite, f, 0.0)
+
+    inside = jnp.clip(0.5 - dist, 0.0, 1.0) * (1.0 - is_equation)
     depth = jnp.where(finite & (f0 < 0), -f0, 0.0)
     level = depth / jnp.maximum(jnp.max(depth), 1e-20)  # 0 at the edge, 1 deepest
     bands = style["bands"]
@@ -192,11 +215,11 @@ def region(values: jax.Array, outline: jax.Array, style: dict, size: int) -> jax
     rgb = style["background"] * (1.0 - alpha) + fill * alpha
 
     half_w = jnp.clip(0.5 * style["line_width"] * size, 0.5, max_half_width(size))
-    line = jnp.clip(half_w + 0.5 - jnp.abs(dist), 0.0, 1.0) * outline
+    line = jnp.clip(half_w + 0.5 - jnp.abs(dist), 0.0, 1.0) * is_equation
     line_colour = style["lut"][-1]
     rgb = rgb * (1.0 - line[..., None]) + line_colour * line[..., None]
     halo = _blur(line[..., None] * line_colour, 0.02 * size, max(2, math.ceil(0.05 * size)))
-    rgb = rgb + style["glow"] * halo * (1.0 - line[..., None])
+    rgb = rgb + style["glow"] * 1.5 * halo * (1.0 - line[..., None])
     return _finish(rgb)
 
 

@@ -114,7 +114,7 @@ def _curve_draw(size: int):
 
 @functools.lru_cache(maxsize=64)
 def _region_draw(size: int):
-    return jax.jit(jax.vmap(lambda f, outline, style: draw.region(f, outline, style, size)))
+    return jax.jit(jax.vmap(lambda f, is_eq, style: draw.region(f, is_eq, style, size)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -308,10 +308,12 @@ def render(
         regions[form][1].append(_run(fn, [c, view, sign], EVAL_BATCH, fixed=True))
     idx, values = regions["implicit"]
     if idx:
-        outline = np.asarray([1.0 if parsed[i].relation == "=" else 0.0 for i in idx], np.float32)
+        is_equation = np.asarray(
+            [1.0 if parsed[i].relation == "=" else 0.0 for i in idx], np.float32
+        )
         out[idx] = _run(
             _region_draw(size),
-            [np.concatenate(values), outline, styles_at(idx)],
+            [np.concatenate(values), is_equation, styles_at(idx)],
             max_batch,
             pad_to_max_batch,
         )
