@@ -83,6 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.dropout = 0.1
     c.model.logvar_min = -10.0
     c.model.logvar_max = 2.0
+    c.model.first_bias_std = 1.0  # encoders' first-layer bias init (0 = flax's zeros)
     c.model.max_radius = 0.95  # Euclidean; hyperbolic radius <= 2 artanh(0.95) = 3.664
     c.model.curvature = 1.0
 
@@ -167,7 +168,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.stage0.learning_rate = 2e-3
     c.stage0.warmup_epochs = 1.0
     c.stage0.kl_weight = 0.01
-    c.stage0.focal_weight = 4.0
     c.stage0.target_coverage = 1.0  # stop stage 0 once reached
     c.stage0.min_epochs = 0.0
 

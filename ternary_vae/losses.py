@@ -70,26 +70,14 @@ def vae_loss(
     mu: jnp.ndarray,
     logvar: jnp.ndarray,
     kl_weight: float | jnp.ndarray,
-    focal: float = 0.0,
 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
-    """Stage 0: sum-over-trits CE + kl_weight * KL(q(z|x) || N(0, I)), averaged over the batch.
-
-    focal > 0 adds focal * sum_k (1 - p_k)^2 * CE_k (Lin et al. 2017, gamma = 2): the few
-    operations still wrong late in training (typically x = 0, whose first-layer input is
-    zero, so only biases can place it) keep a gradient that plain CE has averaged away.
-    """
+    """Stage 0: sum-over-trits CE + kl_weight * KL(q(z|x) || N(0, I)), averaged over the batch."""
     labels = (jnp.rint(trits) + 1).astype(jnp.int32)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
     recon = ce.sum(-1).mean()
     kl = (-0.5 * (1.0 + logvar - mu**2 - jnp.exp(logvar))).sum(-1).mean()
     correct = jnp.all(jnp.argmax(logits, -1) == labels, axis=-1).mean()
-    loss = recon + kl_weight * kl
-    mets = {"recon": recon, "kl": kl, "batch_coverage": correct}
-    if focal:
-        focal_term = ((1.0 - jnp.exp(-ce)) ** 2 * ce).sum(-1).mean()
-        loss = loss + focal * focal_term
-        mets["focal"] = focal_term
-    return loss, mets
+    return recon + kl_weight * kl, {"recon": recon, "kl": kl, "batch_coverage": correct}
 
 
 def profile_loss(

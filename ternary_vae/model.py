@@ -27,13 +27,23 @@ class GaussianEncoder(nn.Module):
     dropout: float = 0.1
     logvar_min: float = -10.0
     logvar_max: float = 2.0
+    first_bias_std: float = 1.0
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
         h = x.astype(self.dtype)
         for i, width in enumerate(self.widths):
-            h = nn.Dense(width, dtype=self.dtype)(h)
+            # The all-zero operation (index 9841) reaches the first LayerNorm as the bias
+            # alone. A zero (or small) bias leaves its normalised direction to everyone else's
+            # bias gradients, and it alone never decodes; a N(0, 1) bias makes it a stable,
+            # generic point (ternary_vae/README.md, "stage 0").
+            bias_init = (
+                nn.initializers.normal(self.first_bias_std)
+                if i == 0 and self.first_bias_std > 0
+                else nn.initializers.zeros
+            )
+            h = nn.Dense(width, dtype=self.dtype, bias_init=bias_init)(h)
             h = nn.silu(nn.LayerNorm(dtype=self.dtype)(h))
             if i < len(self.widths) - 1:
                 h = nn.Dropout(self.dropout, deterministic=not train)(h)
@@ -101,6 +111,7 @@ class TernaryVAE(nn.Module):
     dropout: float = 0.1
     logvar_min: float = -10.0
     logvar_max: float = 2.0
+    first_bias_std: float = 1.0
     max_radius: float = 0.95
     curvature: float = 1.0
     dtype: jnp.dtype = jnp.float32
@@ -112,6 +123,7 @@ class TernaryVAE(nn.Module):
             dropout=self.dropout,
             logvar_min=self.logvar_min,
             logvar_max=self.logvar_max,
+            first_bias_std=self.first_bias_std,
             dtype=self.dtype,
         )
         proj = dict(

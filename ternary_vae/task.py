@@ -63,6 +63,7 @@ def build_model(config: ml_collections.ConfigDict) -> TernaryVAE:
         dropout=m.dropout,
         logvar_min=m.logvar_min,
         logvar_max=m.logvar_max,
+        first_bias_std=m.first_bias_std,
         max_radius=m.max_radius,
         curvature=m.curvature,
         dtype=compute_dtype(config),
@@ -196,9 +197,7 @@ class TernaryVaeTask(Task):
             rngs={"sample": k_sample, "dropout": k_drop},
         )
         s0 = self.config.stage0
-        loss, mets = losses.vae_loss(
-            out["logits"], x, out["mu_a"], out["logvar_a"], s0.kl_weight, focal=s0.focal_weight
-        )
+        loss, mets = losses.vae_loss(out["logits"], x, out["mu_a"], out["logvar_a"], s0.kl_weight)
         return loss, (mets, None)
 
     def _reference(self, params, extras) -> dict[str, jax.Array]:

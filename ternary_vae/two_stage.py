@@ -66,7 +66,9 @@ def stage1_started(workdir: str) -> bool:
 
 def train_two_stages(task_cls: type, config: ml_collections.ConfigDict, workdir: str):
     """Runs stage 0 (unless done, skipped or not wanted), then stage 1; returns stage 1's result."""
-    if config.stage == "vae" or config.init_from or stage1_started(workdir):
+    if config.stage == "vae":
+        return train_and_evaluate(task_cls, stage0_config(config), workdir)
+    if config.init_from or stage1_started(workdir):
         return train_and_evaluate(task_cls, config, workdir)
 
     stage0_dir = os.path.join(workdir, STAGE0_DIR)
