@@ -101,13 +101,7 @@ class Checkpointer:
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """Restores `step` onto `abstract_state` (a pytree of ShapeDtypeStruct with shardings)."""
-        restored = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
-            ),
-        )
-        return restored["state"], dict(restored["meta"] or {})
+        return _restore(self.manager, step, abstract_state)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -115,6 +109,24 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _require_step(manager: ocp.CheckpointManager, step: int) -> None:
+    if step not in manager.all_steps():
+        raise FileNotFoundError(
+            f"step {step} not in '{manager.directory}' (have {sorted(manager.all_steps())})"
+        )
+
+
+def _restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict]:
+    _require_step(manager, step)
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+        ),
+    )
+    return restored["state"], dict(restored["meta"] or {})
 
 
 def _jsonable(obj: Any) -> Any:
@@ -200,21 +212,12 @@ def restore_tree(
         sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     manager = _reader(ref.directory)
     try:
-        if step not in manager.all_steps():
-            raise FileNotFoundError(
-                f"step {step} not in '{ref.directory}' (have {sorted(manager.all_steps())})"
-            )
+        _require_step(manager, step)
         metadata = manager.item_metadata(step)["state"]
         abstract = jax.tree.map(
             lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), metadata
         )
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-            ),
-        )
-        return restored["state"], dict(restored["meta"] or {})
+        return _restore(manager, step, abstract)
     finally:
         manager.close()
 
@@ -266,12 +269,6 @@ def restore_state(ref: CheckpointRef, step: int, abstract_state: Any) -> tuple[A
     """Restores a full train state from another run's folder (`config.resume_from`)."""
     manager = _reader(ref.directory)
     try:
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
-            ),
-        )
-        return restored["state"], dict(restored["meta"] or {})
+        return _restore(manager, step, abstract_state)
     finally:
         manager.close()
