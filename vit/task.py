@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from common.precision import compute_dtype
 from common.task import Batch, Datasets, EvalSummary, Params, StepContext, Task
@@ -68,6 +69,14 @@ class VitTask(Task):
     # ---- data and variables ---------------------------------------------------------------
     def datasets(self) -> Datasets:
         return input_pipeline.make_datasets(self.config)
+
+    def synthetic_batch(self, global_batch_size: int, rng: np.random.Generator) -> Batch:
+        """Random uint8 images and labels shaped like CIFAR-10 (`common.bench` without data)."""
+        shape = (global_batch_size, *input_pipeline.IMAGE_SHAPE)
+        return {
+            "image": rng.integers(0, 256, shape, dtype=np.uint8),
+            "label": rng.integers(0, self.num_classes, global_batch_size).astype(np.int32),
+        }
 
     def init_variables(self, rng: jax.Array, batch: Batch) -> dict[str, Any]:
         return self.model.init({"params": rng}, augment.normalize(batch["image"]), train=False)
