@@ -132,3 +132,14 @@ def test_val_split_policy(binary_data_dir, val_split):
         np.testing.assert_array_equal(arrays["val"]["image"], arrays["test"]["image"])
     with pytest.raises(ValueError, match="val_examples"):
         input_pipeline.split_arrays(data, val_split="holdout", val_examples=100)
+
+
+def test_common_bench_times_the_vit_step_without_data():
+    from common.bench import benchmark
+
+    c = load_config_file("configs/vit.py:smoke")
+    c.data_dir = "/nonexistent"  # synthetic_batch: the benchmark must not need CIFAR-10
+    record = benchmark(c, steps=2, warmup=1)
+    assert record["examples_per_sec"] > 0 and record["compilations_during_timing"] == 0
+    assert record["analytic_flops_per_step"] == VitTask(c).flops_per_example() * c.batch_size
+    assert record["num_params"] == 21_162 and record["mfu"] is not None
