@@ -83,7 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.dropout = 0.1
     c.model.logvar_min = -10.0
     c.model.logvar_max = 2.0
-    c.model.first_bias_std = 1.0  # encoders' first-layer bias init (0 = flax's zeros)
+    c.model.first_bias_std = 1.0  # N(0,1) first-layer bias: the all-zero operation decodes (README)
     c.model.max_radius = 0.95  # Euclidean; hyperbolic radius <= 2 artanh(0.95) = 3.664
     c.model.curvature = 1.0
 
@@ -126,6 +126,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.loss.geodesic_start_epoch = 30.0
     c.loss.geodesic_pairs = 2000
     c.loss.spread = 1.0
+    # Fit B on its deterministic path (mu, no dropout): the radii evaluation measures.
+    c.loss.deterministic_b = True
     c.loss.spread_target_var = 0.008
 
     # --- curriculum (multipliers on the weights; ternary_vae/curriculum.py)
@@ -168,6 +170,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.stage0.learning_rate = 2e-3
     c.stage0.warmup_epochs = 1.0
     c.stage0.kl_weight = 0.01
+    # Dropout off in stage 0: with 0.1, the all-zero operation (index 9841) is often the one
+    # operation that never decodes from mu (19,682/19,683); see ternary_vae/README.md.
+    c.stage0.dropout = 0.0
+    c.stage0.grad_clip = P(float)  # None: the summed CE's gradients are large early on
     c.stage0.target_coverage = 1.0  # stop stage 0 once reached
     c.stage0.min_epochs = 0.0
 

@@ -27,17 +27,13 @@ class GaussianEncoder(nn.Module):
     dropout: float = 0.1
     logvar_min: float = -10.0
     logvar_max: float = 2.0
-    first_bias_std: float = 1.0
+    first_bias_std: float = 0.0
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
         h = x.astype(self.dtype)
         for i, width in enumerate(self.widths):
-            # The all-zero operation (index 9841) reaches the first LayerNorm as the bias
-            # alone. A zero (or small) bias leaves its normalised direction to everyone else's
-            # bias gradients, and it alone never decodes; a N(0, 1) bias makes it a stable,
-            # generic point (ternary_vae/README.md, "stage 0").
             bias_init = (
                 nn.initializers.normal(self.first_bias_std)
                 if i == 0 and self.first_bias_std > 0
@@ -111,7 +107,7 @@ class TernaryVAE(nn.Module):
     dropout: float = 0.1
     logvar_min: float = -10.0
     logvar_max: float = 2.0
-    first_bias_std: float = 1.0
+    first_bias_std: float = 0.0
     max_radius: float = 0.95
     curvature: float = 1.0
     dtype: jnp.dtype = jnp.float32
@@ -153,16 +149,21 @@ class TernaryVAE(nn.Module):
         z = self._sample(mu, logvar, train)
         return {"mu_a": mu, "logvar_a": logvar, "logits": self.decoder(z, train=train)}
 
-    def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+    def __call__(
+        self, x: jax.Array, *, train: bool, train_b: bool | None = None
+    ) -> dict[str, jax.Array]:
         """Stage 1 (and evaluation): both encoders, both projections, both decoder paths.
 
         ``logits_mean`` = decoder(mu_a) is what the coverage metric reads;
         ``logits_hyp`` = decoder(log_0(z_a)) lets the reconstruction loss reach projection A.
+        ``train_b`` (default: ``train``) switches sampling and dropout of the B path alone, so
+        stage 1 can fit exactly the deterministic radii that evaluation measures.
         """
+        train_b = train if train_b is None else train_b
         mu_a, logvar_a = self.encoder_a(x, train=train)
-        mu_b, logvar_b = self.encoder_b(x, train=train)
+        mu_b, logvar_b = self.encoder_b(x, train=train_b)
         z_a = self.projection_a(self._sample(mu_a, logvar_a, train), train=train)
-        z_b = self.projection_b(self._sample(mu_b, logvar_b, train), train=train)
+        z_b = self.projection_b(self._sample(mu_b, logvar_b, train_b), train=train_b)
         return {
             "mu_a": mu_a,
             "logvar_a": logvar_a,

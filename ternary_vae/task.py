@@ -63,7 +63,7 @@ def build_model(config: ml_collections.ConfigDict) -> TernaryVAE:
         dropout=m.dropout,
         logvar_min=m.logvar_min,
         logvar_max=m.logvar_max,
-        first_bias_std=m.first_bias_std,
+        first_bias_std=m.get("first_bias_std", 0.0),
         max_radius=m.max_radius,
         curvature=m.curvature,
         dtype=compute_dtype(config),
@@ -231,7 +231,11 @@ class TernaryVaeTask(Task):
         weight = jnp.ones(x.shape[0], jnp.float32)
         keys = jax.random.split(rng, 8)
         out = self.model.apply(
-            {"params": params}, x, train=True, rngs={"sample": keys[0], "dropout": keys[1]}
+            {"params": params},
+            x,
+            train=True,
+            train_b=not w.deterministic_b,
+            rngs={"sample": keys[0], "dropout": keys[1]},
         )
         r_a = hyperbolic.hyperbolic_radius(out["z_a"], c)
         r_b = hyperbolic.hyperbolic_radius(out["z_b"], c)

@@ -31,6 +31,7 @@ def stage0_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
     s0 = config.stage0
     with c.unlocked():
         c.stage = "vae"
+        c.model.dropout = s0.dropout  # no parameters: stage 1 loads the same tree
         c.init_from = None
         c.resume_from = None
         c.learning_rate = s0.learning_rate
@@ -41,6 +42,7 @@ def stage0_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
         c.optim.warmup_steps = None
         c.optim.end_lr = 0.0
         c.optim.weight_decay = 0.0
+        c.optim.grad_clip = s0.grad_clip
         c.optim.lr_scales = ml_collections.ConfigDict(
             {"encoder_a": 1.0, "decoder": 1.0, "encoder_b": 0.0, "projections": 0.0}
         )
