@@ -13,8 +13,9 @@ Pipeline (deterministic in ``seed``; identical on every machine and process):
    families keep their share of the mix).
 4. Render (`mathart.render.render`) in batches.
 5. Quality filters: images with almost no ink (an attractor collapsed to a point, a curve
-   outside the window) are dropped; near-duplicate images (pHash on the ink map within
-   ``max_phash_distance`` bits of an earlier kept image of the split) are dropped. The counts
+   outside the window) are dropped; near-duplicate images are dropped: same perceptual hash
+   of the ink map (within ``max_phash_distance`` bits) as an earlier kept image of the split
+   *and* a 16x16 ink thumbnail within 15 % relative L1 of it (`mathart.dataset.phash`). The counts
    are returned by `build_dataset` and logged; the seed reports 3.2 % perceptual duplicates
    for its scraped data, ours is measured (see DATA.md).
 
@@ -29,7 +30,7 @@ import os
 import numpy as np
 
 from mathart.dataset import families
-from mathart.dataset.phash import Deduplicator, ink, phash
+from mathart.dataset.phash import Deduplicator, ink
 from mathart.formula import FormulaError, parse
 from mathart.render import Style, render
 
@@ -152,7 +153,7 @@ def build_dataset(
                 stats.blank += 1
                 stats.blank_by_family[name] = stats.blank_by_family.get(name, 0) + 1
                 continue
-            if not dedup.add(phash(amount)):
+            if not dedup.add(amount):
                 stats.perceptual_duplicates += 1
                 stats.duplicates_by_family[name] = stats.duplicates_by_family.get(name, 0) + 1
                 continue
