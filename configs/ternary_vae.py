@@ -111,11 +111,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict()
     c.loss.coverage, c.loss.hierarchy, c.loss.richness, c.loss.separation = w
     c.loss.richness_min_ratio = 0.5  # floor on Var(r|v) / Var(r0|v), r0 = radii at the start
+    c.loss.richness_reference_cap = 0.0075  # Var(r0|v) capped here (0 = uncapped)
     c.loss.separation_margin = 0.01
-    c.loss.inner_radius = 0.3  # level targets tau_v = outer - v/9 (outer - inner)
-    c.loss.outer_radius = 3.3
+    c.loss.inner_radius = 0.1  # level targets tau_v = outer - v/9 (outer - inner): spacing 0.35
+    c.loss.outer_radius = 3.25
     c.loss.radial = 1.0
-    c.loss.radial_band = 0.12  # dead band around tau_v: within-level spread is free
+    c.loss.radial_band = 0.15  # dead band around tau_v: within-level spread is free
+    c.loss.radial_outer_cap = 3.55  # level 0's band reaches out to here (ball edge: 3.66)
     c.loss.radial_rarity_exponent = 0.4
     c.loss.radial_margin_weight = 0.5
     c.loss.radial_pairs = 1000
@@ -128,7 +130,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.loss.spread = 1.0
     # Fit B on its deterministic path (mu, no dropout): the radii evaluation measures.
     c.loss.deterministic_b = True
-    c.loss.spread_target_var = 0.008
+    c.loss.spread_target_var = 0.0068  # per level; uniform in +-0.15 has 0.0075
 
     # --- curriculum (multipliers on the weights; ternary_vae/curriculum.py)
     c.curriculum = ml_collections.ConfigDict()

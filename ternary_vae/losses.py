@@ -116,6 +116,7 @@ def radial_loss(
     *,
     targets: jnp.ndarray,
     band: float = 0.0,
+    outer_cap: float = 0.0,
     rarity_exponent: float = 0.4,
     margin_weight: float = 0.5,
     num_pairs: int = 1000,
@@ -125,9 +126,13 @@ def radial_loss(
 
     band = 0 is the reference's point target; band > 0 leaves every radius within
     [tau_v - band, tau_v + band] free, so within-level spread (richness) costs nothing.
+    outer_cap > 0 moves level 0's upper edge out to outer_cap: nothing lies beyond level 0.
     """
     t = targets[levels]
-    excess = jax.nn.relu(jnp.abs(r - t) - band)
+    upper = t + band
+    if outer_cap > 0:
+        upper = jnp.where(levels == 0, jnp.maximum(upper, outer_cap), upper)
+    excess = jax.nn.relu(t - band - r) + jax.nn.relu(r - upper)
     w = (1.0 + jnp.exp(rarity_exponent * levels.astype(jnp.float32))) * weight
     primary = (excess**2 * w).sum() / jnp.maximum(weight.sum(), 1.0)
 

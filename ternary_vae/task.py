@@ -214,6 +214,11 @@ class TernaryVaeTask(Task):
             r = hyperbolic.hyperbolic_radius(out["z_b"], self.config.model.curvature)
             levels = jnp.asarray(self.ops["valuation"])
             _, _, var = losses.level_stats(r, levels, jnp.ones_like(r))
+            cap = self.config.loss.richness_reference_cap
+            if cap > 0:
+                # A fresh projection can spread radii far wider than a level's band (we see
+                # 0.03-0.08 per level); half of that as a floor would force levels to overlap.
+                var = jnp.minimum(var, cap)
             return {"radius_var_b": var, "recorded": jnp.ones((), jnp.float32)}
 
         return jax.lax.cond(ref["recorded"] > 0, lambda _: ref, record, None)
@@ -260,6 +265,7 @@ class TernaryVaeTask(Task):
         radial_kw = dict(
             targets=targets,
             band=w.radial_band,
+            outer_cap=w.radial_outer_cap,
             rarity_exponent=w.radial_rarity_exponent,
             margin_weight=w.radial_margin_weight,
             num_pairs=w.radial_pairs,
