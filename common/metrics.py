@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -290,3 +291,31 @@ def format_line(step: int, total: int, epoch: float, scalars: Mapping[str, Any])
 
 def log(msg: str, *args) -> None:
     logging.info(msg, *args)
+
+
+# ---- shared clu metrics ----------------------------------------------------------------------
+@flax.struct.dataclass
+class ConfusionMatrix(clu_metrics.Metric):
+    """counts[t, p]: number of unmasked examples of true class t predicted as p (float32).
+
+    Mergeable inside jit like any clu metric; use it in an eval Collection as
+    ``confusion: ConfusionMatrix`` fed with ``logits=``, ``labels=`` and ``mask=``.
+    """
+
+    counts: jax.Array
+
+    @classmethod
+    def from_model_output(
+        cls, *, logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None, **_
+    ) -> "ConfusionMatrix":
+        k = logits.shape[-1]
+        weight = jnp.ones(labels.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
+        true = jax.nn.one_hot(labels, k, dtype=jnp.float32) * weight[:, None]
+        pred = jax.nn.one_hot(jnp.argmax(logits, -1), k, dtype=jnp.float32)
+        return cls(counts=true.T @ pred)
+
+    def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+        return type(self)(counts=self.counts + other.counts)
+
+    def compute(self) -> jax.Array:
+        return self.counts

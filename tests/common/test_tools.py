@@ -133,3 +133,21 @@ def test_metrics_jsonl_has_epoch_and_no_nan(tmp_path):
         for line in f:
             rec = json.loads(line)
             assert "step" in rec and "epoch" in rec
+
+
+def test_confusion_matrix_metric_counts_unmasked_examples_and_renders():
+    import jax.numpy as jnp
+
+    from common.metrics import ConfusionMatrix
+    from common.plots import confusion_matrix_image
+
+    logits = jnp.array([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0]])
+    labels = jnp.array([0, 1, 2, 2])
+    mask = jnp.array([True, True, True, False])
+    cm = ConfusionMatrix.from_model_output(logits=logits, labels=labels, mask=mask)
+    cm = cm.merge(ConfusionMatrix.from_model_output(logits=logits[:1], labels=labels[:1]))
+    expected = np.zeros((3, 3))
+    expected[0, 0], expected[1, 1], expected[2, 1] = 2, 1, 1
+    np.testing.assert_array_equal(np.asarray(cm.compute()), expected)
+    image = confusion_matrix_image(expected, ["a", "b", "c"], "title")
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3
