@@ -152,20 +152,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _cpu_budget(c: ml_collections.ConfigDict, profile: str) -> None:
-    """Shrinks a profile to the README's CPU budget; the recipe (loss, schedule, data) stays."""
-    c.synth.n, c.synth.test_n = 7000, 2000
-    c.max_epochs = 12.0
+    """Shrinks a profile to the README's 2-core CPU budget; loss, schedule shape and data stay."""
+    c.max_epochs = 10.0
     c.optim.warmup_epochs = 1.0
     c.learning_rate = 5e-4
     c.early_stopping.patience = 4
-    c.model.embedding_dim, c.model.num_layers, c.model.num_heads, c.model.mlp_size = 128, 4, 4, 256
+    c.model.embedding_dim, c.model.num_layers, c.model.num_heads, c.model.mlp_size = 64, 4, 4, 128
     if profile == "vit_cpu":
         c.model.name = "vit"
     elif profile == "sequential_cpu":
         c.model.name = "sequential"
         c.model.tokenizer = "cnn"
-        c.model.tokenizer_channels, c.model.tokenizer_stride = (32, 64), 2
+        c.model.tokenizer_channels, c.model.tokenizer_stride = (16, 32), 4
         c.model.progressive_weight = 0.5
     else:
         c.model.name = "lrcn"
-        c.model.lrcn_stride = 4
+        c.model.cnn_channels, c.model.lstm_size, c.model.lrcn_stride = (8, 16, 32), 64, 8

@@ -9,7 +9,8 @@ each position has seen (`lines_seen`, [P] ints): the image prediction is the las
   position 0, learned positions, a pre-norm Transformer encoder with full attention, a linear
   head on the CLS output. P = 1 (it sees all T lines).
 * ``sequential`` — `SequentialScanLineEncoder`: CNN tokenizer per line, a causal mask (line i
-  attends to lines j <= i, optionally only j > i - W), and the head applied at *every* position:
+  attends to lines j <= i, optionally only j > i - W in every layer, so that the read-out at i
+  depends on at most num_layers * (W - 1) + 1 lines), and the head applied at *every* position:
   position i is the prediction after i + 1 lines (progressive prediction). P = T. This is the
   Rust branch's plan with its two bugs fixed: the mask is "allowed" = lower triangle (Flax's
   convention: True = may attend), and nothing is read from a CLS token at position 0, which a

@@ -1,0 +1,130 @@
+"""Evaluate a trained run's checkpoint on a data file, with a per-subtype breakdown.
+
+    python -m scanline.evaluate RUN_DIR --data FILE.npz [--which best|latest] [--out report.json]
+
+Loads the run's config and params (`common.checkpoint.load_run`), reads FILE with the run's
+loader settings, applies the same per-line z-score, and prints accuracy, balanced accuracy,
+macro AUROC, per-class recall, the confusion matrix and, for files from `scanline.synth`
+(which carry `subtype` and `scan_size_nm`), recall per generator subtype and per scan-size band:
+which physical situations the model gets wrong. Uses the run's model at float32.
+"""
+
+import argparse
+import itertools
+import json
+import sys
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common.checkpoint import load_run
+from scanline import eval_metrics, input_pipeline, loaders
+from scanline import model as model_lib
+
+
+def predict(config, params, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Probabilities at the last read-out, float64 [N, K], for z-scored images [N, T, L]."""
+    num_classes = int(params["head"]["kernel"].shape[-1])
+    model = model_lib.build_model(config.model, num_classes, jnp.float32)
+    apply = jax.jit(lambda p, x: jax.nn.softmax(model.apply({"params": p}, x, train=False)[:, -1]))
+    out = []
+    for s in range(0, len(images), batch):
+        chunk = images[s : s + batch]
+        pad = batch - len(chunk)
+        if pad:  # one compiled shape for every batch
+            chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+        out.append(np.asarray(apply(params, jnp.asarray(chunk)), np.float64)[: batch - pad])
+    return np.concatenate(out)
+
+
+def report(config, params, path: str) -> dict:
+    d = config.data
+    data = loaders.load_file(
+        path,
+        fmt=d.format,
+        line_length=int(d.line_length),
+        lines_per_image=d.lines_per_image,
+        class_names=tuple(d.class_names) or None,
+        line_label_rule=d.line_label_rule,
+    )
+    images = data.images
+    if d.normalize == "per_line":
+        images = input_pipeline.zscore_lines(images, float(d.eps))
+    probs = predict(config, params, images)
+    k = probs.shape[1]
+    preds = probs.argmax(1)
+    cm = eval_metrics.confusion_matrix(data.labels, preds, k)
+    auroc, per_class_auroc = eval_metrics.macro_ovr_auroc(data.labels, probs)
+    out = {
+        "file": path,
+        "num_examples": len(preds),
+        "accuracy": float(np.trace(cm) / cm.sum()),
+        "balanced_accuracy": eval_metrics.balanced_accuracy(cm),
+        "auroc": auroc,
+        "per_class": {
+            name: {"recall": float(r), "auroc": float(a)}
+            for name, r, a in zip(
+                data.class_names, eval_metrics.per_class_recall(cm), per_class_auroc
+            )
+        },
+        "confusion_matrix": cm.tolist(),
+    }
+    with np.load(path, allow_pickle=False) if path.endswith(".npz") else _NoExtras() as f:
+        if "subtype" in f and "subtype_names" in f:
+            sub, names = f["subtype"], [str(n) for n in f["subtype_names"]]
+            out["recall_by_subtype"] = {
+                names[s]: {
+                    "n": int((sub == s).sum()),
+                    "recall": float((preds[sub == s] == data.labels[sub == s]).mean()),
+                    "predicted_as": np.bincount(preds[sub == s], minlength=k).tolist(),
+                }
+                for s in np.unique(sub)
+            }
+        if "scan_size_nm" in f:
+            size = f["scan_size_nm"]
+            bands = [3, 5, 8, 12, 18, 30.01]
+            out["recall_by_scan_size_nm"] = {
+                f"{lo:g}-{hi:g}": eval_metrics.balanced_accuracy(
+                    eval_metrics.confusion_matrix(
+                        data.labels[(size >= lo) & (size < hi)],
+                        preds[(size >= lo) & (size < hi)],
+                        k,
+                    )
+                )
+                for lo, hi in itertools.pairwise(bands)
+            }
+    return out
+
+
+class _NoExtras(dict):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m scanline.evaluate", description=__doc__)
+    parser.add_argument("run_dir")
+    parser.add_argument("--data", required=True, help="NPZ or MAT/HDF5 file to evaluate on")
+    parser.add_argument("--which", default="best", choices=("best", "latest"))
+    parser.add_argument("--out", help="write the report as JSON here")
+    args = parser.parse_args(argv)
+    run = load_run(args.run_dir, args.which)
+    rep = {
+        "run": args.run_dir,
+        "checkpoint_step": run.step,
+        **report(run.config, run.params, args.data),
+    }
+    text = json.dumps(rep, indent=1)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    print(text, file=sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
