@@ -200,28 +200,27 @@ class TernaryVaeTask(Task):
         loss, mets = losses.vae_loss(out["logits"], x, out["mu_a"], out["logvar_a"], s0.kl_weight)
         return loss, (mets, None)
 
-    def _reference(self, params, extras) -> dict[str, jax.Array]:
-        """Per-level radius variance of B at the first step (deterministic path, all rows).
+    def _reference(self, r_b, levels, weight, extras) -> dict[str, jax.Array]:
+        """Per-level radius variance of B at the first stage-1 step (the richness reference).
 
-        Recorded once, inside the jitted step (lax.cond: later steps only read it), so it
-        is part of the checkpointed state and correct after init_from, resume or neither.
+        Taken from the first batch (with the rare levels appended, every level is present)
+        and kept in the ``reference`` collection, so it is checkpointed and correct after
+        init_from, resume or neither. The reference recomputes r0 for every batch from a copy
+        of the initial model; a per-level variance fixed at step 0 is the same reference
+        without a second model.
         """
         ref = extras["reference"]
-
-        def record(_):
-            frozen = jax.lax.stop_gradient(params)
-            out = self.model.apply({"params": frozen}, jnp.asarray(self.ops["trits"]), train=False)
-            r = hyperbolic.hyperbolic_radius(out["z_b"], self.config.model.curvature)
-            levels = jnp.asarray(self.ops["valuation"])
-            _, _, var = losses.level_stats(r, levels, jnp.ones_like(r))
-            cap = self.config.loss.richness_reference_cap
-            if cap > 0:
-                # A fresh projection can spread radii far wider than a level's band (we see
-                # 0.03-0.08 per level); half of that as a floor would force levels to overlap.
-                var = jnp.minimum(var, cap)
-            return {"radius_var_b": var, "recorded": jnp.ones((), jnp.float32)}
-
-        return jax.lax.cond(ref["recorded"] > 0, lambda _: ref, record, None)
+        _, _, var = losses.level_stats(jax.lax.stop_gradient(r_b), levels, weight)
+        cap = self.config.loss.richness_reference_cap
+        if cap > 0:
+            # A fresh projection can spread radii far wider than a level's band (we see
+            # 0.03-0.08 per level); half of that as a floor would force levels to overlap.
+            var = jnp.minimum(var, cap)
+        recorded = ref["recorded"] > 0
+        return {
+            "radius_var_b": jnp.where(recorded, ref["radius_var_b"], var),
+            "recorded": jnp.ones((), jnp.float32),
+        }
 
     def _hyperbolic_loss(self, params, batch, rng, ctx: StepContext):
         cfg, w = self.config, self.config.loss
@@ -244,7 +243,7 @@ class TernaryVaeTask(Task):
         )
         r_a = hyperbolic.hyperbolic_radius(out["z_a"], c)
         r_b = hyperbolic.hyperbolic_radius(out["z_b"], c)
-        reference = self._reference(params, ctx.extras)
+        reference = self._reference(r_b, levels, weight, ctx.extras)
         targets = jnp.asarray(self.targets)
 
         epoch = ctx.step.astype(jnp.float32) / self.steps_per_epoch
@@ -398,7 +397,8 @@ class TernaryVaeTask(Task):
             logging.info("homeostasis restored: %s", self.homeostasis.lr_scales())
 
     def flops_per_example(self) -> float | None:
-        """Forward matmul FLOPs x 3 (forward + backward) per training example."""
+        """Forward matmul FLOPs x 3 (forward + backward) per training example; stage 1 also
+        runs the appended rare-level rows, counted here per batch example."""
         m = self.config.model
 
         def mlp(widths):
@@ -410,5 +410,8 @@ class TernaryVaeTask(Task):
         proj = mlp([m.latent_dim, m.hidden_dim, m.latent_dim]) + mlp(
             [m.latent_dim, radius_hidden, 1]
         )
-        forward = enc + dec if self.stage == STAGE_VAE else 2 * enc + 2 * dec + 2 * proj
-        return 3.0 * forward
+        if self.stage == STAGE_VAE:
+            return 3.0 * (enc + dec)
+        extra_rows = 0 if self.rare is None else len(self.rare["trits"])
+        rows_per_example = 1.0 + extra_rows / int(self.config.batch_size)
+        return 3.0 * (2 * enc + 2 * dec + 2 * proj) * rows_per_example
