@@ -290,7 +290,7 @@ class TernaryVaeTask(Task):
                 + w.radial * radial
                 + w.rank * rank
             )
-            + mult["richness"] * (w.richness * profile["richness"] + w.spread * spread)
+            + mult["richness"] * w.richness * (profile["richness"] + w.spread * spread)
             + mult["geodesic"] * w.geodesic * geodesic
         )
         mets = {
