@@ -1,11 +1,19 @@
-"""The full network: formula encoder + conditional U-Net + a learned "no formula" condition and
-an optional formula-family head. Built by `mathart.task.build_model` from ``config.model``.
+"""The full network: formula encoder + conditional U-Net + a style embedding + a learned
+"no formula" condition and an optional formula-family head. Built by
+`mathart.task.build_model` from ``config.model``.
 
-Three entry points (Flax ``method=``):
-- ``__call__(x_t, t_frac, token_ids, token_mask, drop)`` -> (U-Net output, family logits):
-  training; rows with ``drop`` True see the null condition (classifier-free guidance training).
-- ``encode(token_ids, token_mask)`` -> `Condition`: run once per sampling call;
-- ``null_condition(like)`` -> `Condition` of the learned null formula, same shapes as ``like``;
+The condition the U-Net sees is the formula's token embeddings plus one extra token for the
+drawing style (palette, background, line width: `mathart.input_pipeline.style_features`), and
+a pooled vector (mean formula token + style embedding) added to the time embedding. A formula
+fixes the geometry; the style fixes the colours, which the formula does not name. An all-zero
+style vector means "style unknown" (captioned user data, or style dropout in training).
+
+Entry points (Flax ``method=``):
+- ``__call__(x_t, t_frac, token_ids, token_mask, style, drop)`` -> (U-Net output, family
+  logits): training; rows with ``drop`` True see the null formula (classifier-free guidance
+  training) but keep their style;
+- ``conditions(token_ids, token_mask, style)`` -> (conditional, unconditional) `Condition`s:
+  run once per sampling call;
 - ``denoise(x_t, t_frac, condition)`` -> U-Net output: run at every sampling step.
 """
 
@@ -65,6 +73,7 @@ class MathArtDenoiser(nn.Module):
     patch_size: int = 1
     num_attention_heads: int = 4
     norm_groups: int = 32
+    style_dim: int = 32  # length of the style feature vector (0: no style input)
     num_families: int = 0  # > 0 adds the family-classification head on the pooled formula
     remat: bool = False
     dtype: Dtype = jnp.float32
@@ -100,6 +109,9 @@ class MathArtDenoiser(nn.Module):
         )
         if self.num_families > 0:
             self.family_head = nn.Dense(self.num_families, name="family_head")
+        if self.style_dim > 0:
+            self.style_in = nn.Dense(self.encoder_width, name="style_in")
+            self.style_out = nn.Dense(self.encoder_width, name="style_out")
 
     def encode(self, token_ids: jax.Array, token_mask: jax.Array) -> Condition:
         tokens, pooled = self.encoder(token_ids, token_mask)
@@ -115,6 +127,30 @@ class MathArtDenoiser(nn.Module):
             pooled=jnp.broadcast_to(self.null_token, (b, width)).astype(jnp.float32),
         )
 
+    def with_style(self, formula: Condition, style: jax.Array | None) -> Condition:
+        """Appends the style token and adds it to the pooled vector."""
+        if self.style_dim <= 0:
+            return formula
+        if style is None or style.shape[-1] != self.style_dim:
+            got = None if style is None else style.shape
+            raise ValueError(f"style features must have shape [B, {self.style_dim}], got {got}")
+        emb = self.style_out(nn.silu(self.style_in(style.astype(jnp.float32))))
+        b = emb.shape[0]
+        return Condition(
+            tokens=jnp.concatenate([formula.tokens, emb[:, None, :]], axis=1),
+            mask=jnp.concatenate([formula.mask, jnp.ones((b, 1), bool)], axis=1),
+            pooled=formula.pooled + emb,
+        )
+
+    def conditions(
+        self, token_ids: jax.Array, token_mask: jax.Array, style: jax.Array | None
+    ) -> tuple[Condition, Condition]:
+        """(formula + style, null formula + same style): the pair classifier-free guidance
+        contrasts, so guidance strengthens the formula and leaves the style alone."""
+        formula = self.encode(token_ids, token_mask)
+        null = self.null_condition(formula)
+        return self.with_style(formula, style), self.with_style(null, style)
+
     def family_logits(self, condition: Condition) -> jax.Array | None:
         if self.num_families <= 0:
             return None
@@ -129,10 +165,11 @@ class MathArtDenoiser(nn.Module):
         t_frac: jax.Array,
         token_ids: jax.Array,
         token_mask: jax.Array,
+        style: jax.Array | None = None,
         drop: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
         cond = self.encode(token_ids, token_mask)
         logits = self.family_logits(cond)
         if drop is not None:
             cond = select_condition(drop, cond, self.null_condition(cond))
-        return self.denoise(x_t, t_frac, cond), logits
+        return self.denoise(x_t, t_frac, self.with_style(cond, style)), logits

@@ -39,7 +39,8 @@ def _inputs():
     t = jnp.array([0.3, 0.9])
     tokens = jnp.array([[5, 6, 7, 8, 0, 0, 0, 0], [9, 10, 11, 12, 13, 14, 0, 0]], jnp.int32)
     mask = tokens > 0
-    return x, t, tokens, mask
+    style = jax.random.uniform(jax.random.key(1), (2, 32))
+    return x, t, tokens, mask, style
 
 
 def _perturb(variables, seed=1, scale=0.05):
@@ -53,19 +54,20 @@ def _perturb(variables, seed=1, scale=0.05):
 
 @pytest.fixture(scope="module")
 def model_and_vars():
-    model = _model()
-    x, t, tokens, mask = _inputs()
+    """Without the style token, so "one formula token" below really means one key."""
+    model = _model(style_dim=0)
+    x, t, tokens, mask, _ = _inputs()
     variables = model.init(jax.random.key(0), x, t, tokens, mask)
-    apply = jax.jit(lambda v, x, t, tok, m, d: model.apply(v, x, t, tok, m, d))
+    apply = jax.jit(lambda v, x, t, tok, m, d: model.apply(v, x, t, tok, m, None, d))
     return model, _perturb(variables), apply
 
 
 def test_shapes_dtypes_and_fresh_output_is_zero():
     model = _model()
-    x, t, tokens, mask = _inputs()
-    variables = model.init(jax.random.key(0), x, t, tokens, mask)
+    x, t, tokens, mask, style = _inputs()
+    variables = model.init(jax.random.key(0), x, t, tokens, mask, style)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
-    out, logits = model.apply(variables, x, t, tokens, mask)
+    out, logits = model.apply(variables, x, t, tokens, mask, style)
     assert out.shape == x.shape and out.dtype == jnp.float32
     assert logits.shape == (2, 3) and logits.dtype == jnp.float32
     np.testing.assert_array_equal(out, 0.0)  # zero-init output conv: starts at v = 0
@@ -73,7 +75,7 @@ def test_shapes_dtypes_and_fresh_output_is_zero():
 
 def test_padding_tokens_are_invisible(model_and_vars):
     _, variables, apply = model_and_vars
-    x, t, tokens, mask = _inputs()
+    x, t, tokens, mask, _ = _inputs()
     no_drop = jnp.array([False, False])
     out_a, log_a = apply(variables, x, t, tokens, mask, no_drop)
     junk = jnp.where(mask, tokens, 42)  # change only padded positions
@@ -84,7 +86,7 @@ def test_padding_tokens_are_invisible(model_and_vars):
 
 def test_output_depends_on_each_real_token_and_its_position(model_and_vars):
     _, variables, apply = model_and_vars
-    x, t, tokens, mask = _inputs()
+    x, t, tokens, mask, _ = _inputs()
     no_drop = jnp.array([False, False])
     base, _ = apply(variables, x, t, tokens, mask, no_drop)
     changed, _ = apply(variables, x, t, tokens.at[0, 2].set(20), mask, no_drop)
@@ -97,7 +99,7 @@ def test_output_depends_on_each_real_token_and_its_position(model_and_vars):
 
 def _cross_attention_output(model, variables, tokens, mask):
     """The first cross-attention's output [B, pixels, C], captured from a real forward pass."""
-    x, t, _, _ = _inputs()
+    x, t, _, _, _ = _inputs()
     _, state = model.apply(
         variables,
         x,
@@ -115,7 +117,7 @@ def test_cross_attention_is_token_level(model_and_vars):
     model's) adds the same vector at every pixel. With several formula tokens each pixel must
     mix them differently: the attention output varies across pixels."""
     model, variables, _ = model_and_vars
-    _, _, tokens, mask = _inputs()
+    _, _, tokens, mask, _ = _inputs()
     many = _cross_attention_output(model, variables, tokens, mask)
     one_mask = jnp.arange(L)[None, :] < 1
     one = _cross_attention_output(model, variables, tokens, jnp.broadcast_to(one_mask, mask.shape))
@@ -127,7 +129,7 @@ def test_cross_attention_is_token_level(model_and_vars):
 
 def test_null_condition_ignores_the_formula(model_and_vars):
     _, variables, apply = model_and_vars
-    x, t, tokens, mask = _inputs()
+    x, t, tokens, mask, _ = _inputs()
     drop = jnp.array([True, True])
     out_a, _ = apply(variables, x, t, tokens, mask, drop)
     out_b, _ = apply(variables, x, t, tokens[::-1], mask[::-1], drop)
@@ -137,12 +139,12 @@ def test_null_condition_ignores_the_formula(model_and_vars):
 
 
 def test_remat_and_bfloat16_keep_the_function():
-    x, t, tokens, mask = _inputs()
+    x, t, tokens, mask, style = _inputs()
     plain = _model()
-    variables = _perturb(plain.init(jax.random.key(0), x, t, tokens, mask))
+    variables = _perturb(plain.init(jax.random.key(0), x, t, tokens, mask, style))
 
     def loss(model, v):
-        out, _ = model.apply(v, x, t, tokens, mask)
+        out, _ = model.apply(v, x, t, tokens, mask, style)
         return jnp.mean(out**2)
 
     g_plain = jax.jit(jax.grad(lambda v: loss(plain, v)))(variables)
@@ -150,8 +152,12 @@ def test_remat_and_bfloat16_keep_the_function():
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4), g_plain, g_remat
     )
-    out32, _ = plain.apply(variables, x, t, tokens, mask)
-    out16, _ = jax.jit(lambda v: _model(dtype=jnp.bfloat16).apply(v, x, t, tokens, mask))(variables)
+    out32, _ = plain.apply(variables, x, t, tokens, mask, style)
+    other_style, _ = plain.apply(variables, x, t, tokens, mask, style[::-1])
+    assert float(jnp.abs(other_style - out32).max()) > 1e-4, "the style must reach the U-Net"
+    out16, _ = jax.jit(lambda v: _model(dtype=jnp.bfloat16).apply(v, x, t, tokens, mask, style))(
+        variables
+    )
     assert out16.dtype == jnp.float32
     rel = float(jnp.linalg.norm(out16 - out32) / jnp.linalg.norm(out32))
     assert rel < 0.1
@@ -166,8 +172,8 @@ def test_patchify_round_trip_and_group_count():
 
 
 def test_bad_attention_scale_is_a_clear_error():
-    x, t, tokens, mask = _inputs()
+    x, t, tokens, mask, style = _inputs()
     with pytest.raises(ValueError, match=r"cross_attention_scales has \[8\].*scales are \[1, 2\]"):
-        _model(cross_attention_scales=(8,)).init(jax.random.key(0), x, t, tokens, mask)
+        _model(cross_attention_scales=(8,)).init(jax.random.key(0), x, t, tokens, mask, style)
     with pytest.raises(ValueError, match="max_len"):
-        _model(max_formula_tokens=4).init(jax.random.key(0), x, t, tokens, mask)
+        _model(max_formula_tokens=4).init(jax.random.key(0), x, t, tokens, mask, style)

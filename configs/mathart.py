@@ -1,0 +1,205 @@
+"""Formula-to-image diffusion ("mathart"; seeds 000 and 004, specs/mathart_reference.md).
+
+    python -m mathart.main --config=configs/mathart.py:tiny32_cpu --workdir=runs/mathart_cpu
+    python -m mathart.main --config=configs/mathart.py:tiny32 --workdir=runs/mathart_tiny32
+    python -m mathart.main --config=configs/mathart.py:full512 --workdir=runs/mathart_full512
+    python -m mathart.main --config=configs/mathart.py:smoke --workdir=/tmp/mathart_smoke
+    python -m mathart.main --config=configs/mathart.py:tiny32 --config.learning_rate=1e-4 \\
+        --config.data.source=jsonl --config.data.train_jsonl=/data/pairs.jsonl
+    python -m mathart.sample --workdir=runs/mathart_cpu --formula "r = sin(4*theta)" --n 8
+    python -m mathart.evaluate --workdir=runs/mathart_cpu --split test
+
+Profiles:
+- ``tiny32``: ADR 0002 (seed 004) as written: 32x32, T = 200 (``diffusion.timesteps``), 50
+  DDIM steps (``sample.num_inference_steps``), lr 5e-5 constant, batch 8, base channels 96,
+  time embedding 192, samples every 5 epochs (``sample.every_epochs``), checkpoints every 10
+  (``checkpoint_every_epochs``), 150 epochs (the ADR repo's NUM_EPOCHS), log every 100 steps.
+  Its 512-d text embedding (frozen CLIP there) is our trained formula encoder's width.
+- ``tiny32_cpu``: the profile that reaches recognisable samples on 2 CPU cores in about an
+  hour: a narrower U-Net (64 base channels, one ResBlock per level), batch 32, lr 1e-3 with
+  a 500-step warm-up and cosine decay, EMA 0.999, about 1 h of steps. ``tiny32``'s lr 5e-5 at
+  batch 8 sees 8 images per update; in the hour 2 cores give it, that is far too few updates
+  of far too little data (see mathart/README.md, "Profiles", for the measured comparison).
+- ``full512``: seed 000: 512x512, formula encoder 12 layers x 768 (vocab 5000, learned
+  positions), U-Net 320 x [1, 2, 4, 4] with GroupNorm 32, token cross-attention at 1/4, 1/8,
+  1/16, extra skips at 1/16 and 1/32, lr 1e-4 with 2000 warm-up steps and cosine restarts every
+  10000 steps to 1e-6, batch 16, gradient checkpointing (``model.remat``), bf16 compute, loss
+  weights MSE 0.3 / perceptual 0.4 / math 0.2 / colour 0.1. A 4x4 patchify stem makes the
+  U-Net's four levels sit at 1/4 ... 1/32 of the image, where the seed's scales are.
+- ``smoke``: seconds on CPU (tests): 16x16 images, tiny networks, 2 epochs of 32 examples.
+
+Where each seed number went: the loss weights are ``loss.*_weight`` (all profiles); the
+encoder's 12 layers / 768 / 5000 tokens are ``model.num_layers`` / ``model.embedding_dim`` /
+``model.vocab_size``; the U-Net's are ``model.base_channels`` / ``model.channel_mult`` /
+``model.norm_groups`` / ``model.cross_attention_scales``; EMA 0.9999 and CFG (listed but not
+implemented in the seed's code) are ``ema_decay`` and ``diffusion.cond_drop_prob`` +
+``sample.guidance_scale``. The seed's FID 12.3 / "94.2 % accuracy" / harmony 8.7 were never
+measured by any code and appear nowhere here; `mathart.evaluate` measures ours.
+"""
+
+import ml_collections
+
+from common.config import base_config, parse_profile
+
+PROFILES = ("tiny32", "tiny32_cpu", "full512", "smoke")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    profile = parse_profile(
+        arg, choices=PROFILES, default="tiny32", config_file="configs/mathart.py"
+    )
+    c = base_config()
+    c.task = "mathart.task:MathArtTask"
+    c.profile = profile
+    c.data_dir = "~/.cache/jaxfam/mathart"  # rendered datasets are cached here as .npz
+
+    # --- data (mathart.input_pipeline)
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "procedural"  # "procedural" (rendered formulas) | "jsonl" (your own pairs)
+    c.data.image_size = 32  # the ADR's IMAGE_SIZE
+    c.data.num_train = 20_000
+    c.data.num_val = 500
+    c.data.num_test = 1_000
+    c.data.data_seed = 0
+    c.data.train_jsonl = ""
+    c.data.val_jsonl = ""
+    c.data.val_fraction = 0.05  # held out from train_jsonl when no val_jsonl is given
+    c.data.skip_bad_lines = False
+
+    # --- model (mathart.models): formula encoder (seed flag names) + U-Net
+    c.model = ml_collections.ConfigDict()
+    c.model.vocab_size = 5000  # embedding rows; the tokenizer's vocabulary cap (seed: 5000)
+    c.model.max_formula_tokens = 64  # learned positions; longest sampled formula ≈ 45 tokens
+    c.model.embedding_dim = 256  # encoder width (ADR: TEXT_EMB_DIM 512 of a frozen CLIP)
+    c.model.num_layers = 4
+    c.model.num_heads = 4
+    c.model.mlp_size = 1024
+    c.model.base_channels = 96  # ADR BASE_CHANNELS
+    c.model.channel_mult = (1, 2, 2)
+    c.model.num_res_blocks = 2
+    c.model.time_emb_dim = 192  # ADR TIME_EMB_DIM
+    c.model.cross_attention_scales = (2, 4)  # image side / feature side (16x16 and 8x8 here)
+    c.model.self_attention_scales = (4,)
+    c.model.extra_skip_scales = ()
+    c.model.patch_size = 1
+    c.model.attention_heads = 4
+    c.model.norm_groups = 32
+    c.model.remat = False  # gradient checkpointing (nn.remat) of every ResBlock/attention block
+
+    # --- diffusion (mathart.diffusion)
+    c.diffusion = ml_collections.ConfigDict()
+    c.diffusion.timesteps = 200  # ADR TIMESTEPS
+    c.diffusion.schedule = "cosine"  # Nichol & Dhariwal (the only one implemented)
+    c.diffusion.prediction = "v"  # "v" | "eps"
+    c.diffusion.cond_drop_prob = 0.1  # null formula (classifier-free guidance training)
+    c.diffusion.style_drop_prob = 0.1  # unknown style, so sampling without a style works
+
+    # --- losses (mathart.losses); seed 000: MSE 0.3, perceptual 0.4, math 0.2, colour 0.1
+    c.loss = ml_collections.ConfigDict()
+    c.loss.mse_weight = 0.3
+    c.loss.perceptual_weight = 0.4
+    c.loss.math_weight = 0.2
+    c.loss.colour_weight = 0.1
+    c.loss.family_weight = 0.1  # family-classification head on the formula encoder (0 = off)
+    c.loss.perceptual = "auto"  # "auto" (vgg16 if vgg_weights else structural) | explicit
+    c.loss.vgg_weights = ""  # path to the published VGG16 weights (.h5 / .npz), optional
+    c.loss.vgg_preprocessing = "auto"
+    c.loss.colour_mode = "match"  # "match" (agree with the ground truth) | "concentration"
+
+    # --- sampling (hooks, mathart.sample, mathart.evaluate)
+    c.sample = ml_collections.ConfigDict()
+    c.sample.num_inference_steps = 50  # ADR NUM_INFERENCE_STEPS
+    c.sample.sampler = "ddim"  # "ddim" | "ddpm" (ancestral)
+    c.sample.eta = 0.0
+    c.sample.guidance_scale = 3.0
+    c.sample.clip_x0 = True
+    c.sample.every_epochs = 5  # ADR GENERATE_SAMPLES_EVERY
+    c.sample.grid_formulas = 16
+    c.sample.retrieval_k = 10
+    c.sample.grid_upscale = 4
+    c.sample.seed = 0
+
+    # --- optimisation and bookkeeping (ADR 0002)
+    c.batch_size = 8
+    c.learning_rate = 5e-5
+    c.optim.name = "adamw"
+    c.optim.weight_decay = 0.0
+    c.optim.schedule = "constant"
+    c.optim.grad_clip = 1.0
+    c.max_epochs = 150.0
+    c.checkpoint_every_epochs = 10.0
+    c.eval_every_epochs = 1.0
+    c.eval_batch_size = 100
+    c.log_every_steps = 100
+    c.ema_decay = 0.999
+
+    if profile == "tiny32_cpu":
+        c.model.base_channels = 64
+        c.model.time_emb_dim = 128
+        c.model.num_res_blocks = 1
+        c.model.embedding_dim = 128
+        c.model.num_layers = 2
+        c.model.mlp_size = 512
+        c.batch_size = 32
+        c.learning_rate = 1e-3
+        c.optim.schedule = "warmup_cosine"
+        c.optim.warmup_steps = 500
+        c.optim.end_lr = 1e-5
+        c.max_epochs = 12.0
+        c.sample.every_epochs = 2
+        c.checkpoint_every_epochs = 4.0
+        c.eval_every_epochs = 1.0
+    elif profile == "full512":
+        c.data.image_size = 512
+        c.data.num_train, c.data.num_val, c.data.num_test = 2_000, 200, 200
+        c.model.embedding_dim, c.model.num_layers = 768, 12
+        c.model.num_heads, c.model.mlp_size = 12, 3072
+        c.model.base_channels = 320
+        c.model.channel_mult = (1, 2, 4, 4)
+        c.model.num_res_blocks = 2
+        c.model.time_emb_dim = 1280
+        c.model.patch_size = 4
+        c.model.cross_attention_scales = (4, 8, 16)
+        c.model.self_attention_scales = (8, 16)
+        c.model.extra_skip_scales = (16, 32)
+        c.model.attention_heads = 8
+        c.model.remat = True
+        c.dtype = "bfloat16"
+        c.diffusion.timesteps = 1000
+        c.batch_size = 16
+        c.eval_batch_size = 16
+        c.learning_rate = 1e-4
+        c.optim.schedule = "cosine_restarts"
+        c.optim.warmup_steps = 2000
+        c.optim.restart_steps = 10_000
+        c.optim.end_lr = 1e-6
+        c.max_epochs = 100.0
+        c.ema_decay = 0.9999
+        c.sample.grid_upscale = 1
+        c.sample.grid_formulas = 8
+    elif profile == "smoke":
+        c.data.image_size = 16
+        c.data.num_train, c.data.num_val, c.data.num_test = 32, 12, 12
+        c.model.vocab_size = 400
+        c.model.embedding_dim, c.model.num_layers = 32, 1
+        c.model.num_heads, c.model.mlp_size = 2, 64
+        c.model.base_channels = 16
+        c.model.channel_mult = (1, 2)
+        c.model.num_res_blocks = 1
+        c.model.time_emb_dim = 32
+        c.model.cross_attention_scales = (2,)
+        c.model.self_attention_scales = ()
+        c.model.attention_heads = 2
+        c.diffusion.timesteps = 20
+        c.sample.num_inference_steps = 4
+        c.sample.every_epochs = 1
+        c.sample.grid_formulas = 4
+        c.sample.retrieval_k = 4
+        c.batch_size = 8
+        c.eval_batch_size = 8
+        c.learning_rate = 1e-3
+        c.max_epochs = 2.0
+        c.checkpoint_every_epochs = None
+        c.log_every_steps = 2
+        c.compilation_cache_dir = ""
+    return c

@@ -1,0 +1,430 @@
+"""Formula-conditioned diffusion on the shared loop: the mathart family's `Task`.
+
+Training step (`loss_fn`), for a batch of (image x0, formula tokens, style):
+  t ~ U{0..T-1}, eps ~ N(0, I), x_t = alpha_t x0 + sigma_t eps (`mathart.diffusion`);
+  10 % of rows see the null formula (classifier-free guidance), 10 % an unknown style;
+  the network predicts v (or eps); x0_hat follows from it.
+  loss = w_mse * mean |out - target|²
+       + mean_b ᾱ_t(b) * (w_perc * perceptual(x0_hat, x0) + w_math * math(x0_hat, x0)
+                          + w_colour * colour(x0_hat, x0))
+       + w_family * CE(family head, family)
+The image-space terms are weighted by ᾱ_t (= SNR / (1 + SNR)): at high noise x0_hat is
+necessarily a blurry mean, and asking it to be sharp or on-palette there would fight the
+diffusion objective. Definitions of each term: `mathart.losses`.
+
+Evaluation (`eval_step`) uses fixed noise and a stratified grid of t per batch row, so
+``val/mse`` (the checkpoint metric) is deterministic. Every ``config.sample.every_epochs``
+epochs `on_epoch_end` samples fixed validation formulas with the EMA params (the loop hands
+them to hooks) and returns a grid of [generated | ground truth] pairs plus quick scores
+(`mathart.evaluate`); the loop writes it to TensorBoard and as PNG.
+"""
+
+import json
+import logging
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from clu import metrics as clu_metrics
+
+from common.data import ArrayEvalSource, ArraySource
+from common.precision import compute_dtype
+from common.task import Datasets, EvalSummary, HookContext, HookResult, StepContext, Task
+from mathart import diffusion, input_pipeline, losses
+from mathart import evaluate as eval_lib
+from mathart.dataset import FAMILIES
+from mathart.formula import Tokenizer
+from mathart.models import MathArtDenoiser
+from mathart.models import vgg16 as vgg_lib
+from mathart.sample import build_generator, pair_grid, to_uint8, upscale
+
+PERCEPTUAL = ("auto", "structural", "vgg16")
+
+
+def num_families_of(config: ml_collections.ConfigDict) -> int:
+    """Classes of the family head: the procedural families when the head is on, else 0."""
+    if config.data.source == "procedural" and config.loss.family_weight > 0:
+        return len(FAMILIES)
+    return 0
+
+
+def build_model(
+    config: ml_collections.ConfigDict, num_families: int, dtype: Any = None
+) -> MathArtDenoiser:
+    """The network described by ``config.model`` (sizes) and the compute dtype."""
+    m = config.model
+    return MathArtDenoiser(
+        vocab_size=m.vocab_size,
+        max_formula_tokens=m.max_formula_tokens,
+        encoder_width=m.embedding_dim,
+        encoder_layers=m.num_layers,
+        encoder_heads=m.num_heads,
+        encoder_mlp_dim=m.mlp_size,
+        base_channels=m.base_channels,
+        channel_mult=tuple(m.channel_mult),
+        num_res_blocks=m.num_res_blocks,
+        time_embed_dim=m.time_emb_dim,
+        cross_attention_scales=tuple(m.cross_attention_scales),
+        self_attention_scales=tuple(m.self_attention_scales),
+        extra_skip_scales=tuple(m.extra_skip_scales),
+        patch_size=m.patch_size,
+        num_attention_heads=m.attention_heads,
+        norm_groups=m.norm_groups,
+        style_dim=input_pipeline.STYLE_DIM,
+        num_families=num_families,
+        remat=m.remat,
+        dtype=compute_dtype(config) if dtype is None else dtype,
+    )
+
+
+def tokenizer_from_meta(meta: dict) -> Tokenizer:
+    """The tokenizer a run trained with, from a checkpoint's meta (see `MathArtTask.state_dict`)."""
+    state = meta.get("task_state") or {}
+    if "tokenizer" not in state:
+        raise ValueError(
+            "this checkpoint carries no tokenizer (meta['task_state']['tokenizer']); it was not "
+            "written by mathart.task.MathArtTask"
+        )
+    return Tokenizer.from_json(state["tokenizer"])
+
+
+@flax.struct.dataclass
+class EvalMetrics(clu_metrics.Collection):
+    loss: clu_metrics.Average.from_output("loss")
+    mse: clu_metrics.Average.from_output("mse")
+    x0_mse: clu_metrics.Average.from_output("x0_mse")
+    perceptual: clu_metrics.Average.from_output("perceptual")
+    math: clu_metrics.Average.from_output("math")
+    colour: clu_metrics.Average.from_output("colour")
+
+
+@flax.struct.dataclass
+class EvalMetricsWithFamily(clu_metrics.Collection):  # clu reads only a class's own fields
+    loss: clu_metrics.Average.from_output("loss")
+    mse: clu_metrics.Average.from_output("mse")
+    x0_mse: clu_metrics.Average.from_output("x0_mse")
+    perceptual: clu_metrics.Average.from_output("perceptual")
+    math: clu_metrics.Average.from_output("math")
+    colour: clu_metrics.Average.from_output("colour")
+    family_ce: clu_metrics.Average.from_output("family_ce")
+    family_accuracy: clu_metrics.Average.from_output("family_accuracy")
+
+
+class MathArtTask(Task):
+    """Formula (+ style) -> image diffusion: data, model, losses, eval and sample grids."""
+
+    best_metric = ("val/mse", "min")
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        super().__init__(config)
+        self.num_families = num_families_of(config)
+        self.model = build_model(config, self.num_families)
+        self.schedule = diffusion.cosine_schedule(config.diffusion.timesteps)
+        if config.diffusion.prediction not in diffusion.PREDICTIONS:
+            raise ValueError(
+                f"config.diffusion.prediction '{config.diffusion.prediction}' unknown; choose "
+                f"one of: {', '.join(diffusion.PREDICTIONS)}"
+            )
+        if config.loss.colour_mode not in losses.COLOUR_MODES:
+            raise ValueError(
+                f"config.loss.colour_mode '{config.loss.colour_mode}' unknown; choose one of: "
+                f"{', '.join(losses.COLOUR_MODES)}"
+            )
+        self.perceptual, self._vgg = self._resolve_perceptual(config)
+        self._data: input_pipeline.MathArtData | None = None
+        self._grid: dict[str, Any] | None = None
+        self._generator = None
+
+    # ---- data ------------------------------------------------------------------------------
+    @staticmethod
+    def _resolve_perceptual(config) -> tuple[str, tuple[Any, str] | None]:
+        """Which perceptual loss runs, said once in the log: never a silent switch."""
+        choice, path = config.loss.perceptual, config.loss.vgg_weights
+        if choice not in PERCEPTUAL:
+            raise ValueError(
+                f"config.loss.perceptual '{choice}' unknown; choose one of: {', '.join(PERCEPTUAL)}"
+            )
+        if config.loss.perceptual_weight <= 0:
+            logging.info("perceptual loss: off (loss.perceptual_weight = 0)")
+            return "off", None
+        if choice == "vgg16" and not path:
+            raise ValueError(
+                "config.loss.perceptual='vgg16' needs config.loss.vgg_weights (a Keras .h5 or "
+                ".npz of the published VGG16 weights; see mathart/models/vgg16.py)"
+            )
+        if choice == "structural" and path:
+            raise ValueError(
+                f"config.loss.vgg_weights='{path}' is set but loss.perceptual='structural'; "
+                "clear one of them"
+            )
+        if path:
+            params, pre = vgg_lib.load_vgg16_weights(path, config.loss.vgg_preprocessing)
+            logging.info(
+                "perceptual loss: VGG16 feature distance, weights %s (%s input)", path, pre
+            )
+            return "vgg16", (params, pre)
+        logging.info(
+            "perceptual loss: weight-free structural loss (multi-scale SSIM + gradients); set "
+            "loss.vgg_weights to use VGG16 features"
+        )
+        return "structural", None
+
+    def data(self) -> input_pipeline.MathArtData:
+        if self._data is None:
+            self._data = input_pipeline.load_data(self.config)
+        return self._data
+
+    def datasets(self) -> Datasets:
+        d = self.data()
+        evals = {"val": ArrayEvalSource(d.val.arrays)}
+        if d.test is not None:
+            evals["test"] = ArrayEvalSource(d.test.arrays)
+        return Datasets(
+            train=ArraySource(d.train.arrays, seed=self.config.seed),
+            eval=evals,
+            periodic_eval_splits=("val",),
+        )
+
+    def synthetic_batch(self, global_batch_size: int, rng: np.random.Generator) -> dict:
+        """Random batch of the real shapes (for `common.bench` without rendering a dataset)."""
+        r, length = self.config.data.image_size, self.config.model.max_formula_tokens
+        tokens = rng.integers(4, 200, (global_batch_size, length)).astype(np.int32)
+        tokens[:, length // 2 :] = 0
+        return {
+            "image": rng.integers(0, 256, (global_batch_size, r, r, 3)).astype(np.uint8),
+            "tokens": tokens,
+            "family": rng.integers(0, max(self.num_families, 1), global_batch_size).astype(
+                np.int32
+            ),
+            "style": input_pipeline.style_features(np.arange(global_batch_size)),
+        }
+
+    # ---- model -----------------------------------------------------------------------------
+    def init_variables(self, rng: jax.Array, batch: dict) -> dict[str, Any]:
+        x = jnp.zeros(batch["image"].shape, jnp.float32)
+        t_frac = jnp.ones((x.shape[0],), jnp.float32)
+        tokens = jnp.asarray(batch["tokens"])
+        variables = dict(
+            self.model.init(rng, x, t_frac, tokens, tokens != 0, jnp.asarray(batch["style"]))
+        )
+        if self._vgg is not None:  # frozen: an extras collection, never in the optimiser
+            variables["vgg"] = self._vgg[0]["params"]
+        return variables
+
+    def _terms(self, params, extras, batch, t, noise, drop, style_drop) -> dict[str, jax.Array]:
+        """Per-example loss terms [B] (float32) at steps ``t`` with noise ``noise``."""
+        c = self.config
+        x0 = batch["image"].astype(jnp.float32) / 127.5 - 1.0
+        x_t = diffusion.q_sample(self.schedule, x0, t, noise)
+        tokens = batch["tokens"]
+        style = jnp.where(style_drop[:, None], 0.0, batch["style"])
+        t_frac = (t.astype(jnp.float32) + 1.0) / self.schedule.num_timesteps
+        out, family_logits = self.model.apply(
+            {"params": params}, x_t, t_frac, tokens, tokens != 0, style, drop
+        )
+        target = diffusion.training_target(self.schedule, x0, noise, t, c.diffusion.prediction)
+        x0_hat, _ = diffusion.predict_x0_eps(self.schedule, x_t, t, out, c.diffusion.prediction)
+        weight = self.schedule.alphas_cumprod[t]  # ᾱ_t: image-space terms fade at high noise
+        terms = {
+            "mse": jnp.mean((out - target) ** 2, axis=(1, 2, 3)),
+            "x0_mse": jnp.mean((x0_hat - x0) ** 2, axis=(1, 2, 3)),
+        }
+        zero = jnp.zeros_like(terms["mse"])
+        if self.perceptual == "structural":
+            terms["perceptual"] = weight * losses.structural_loss(x0_hat, x0)
+        elif self.perceptual == "vgg16":
+            net = vgg_lib.VGG16Features(preprocessing=self._vgg[1])
+            feats = lambda img: net.apply({"params": extras["vgg"]}, img)
+            terms["perceptual"] = weight * losses.vgg_perceptual_loss(feats, x0_hat, x0)
+        else:
+            terms["perceptual"] = zero
+        terms["math"] = weight * losses.math_loss(x0_hat, x0) if c.loss.math_weight > 0 else zero
+        terms["colour"] = (
+            weight * losses.colour_loss(x0_hat, x0, c.loss.colour_mode)
+            if c.loss.colour_weight > 0
+            else zero
+        )
+        if family_logits is not None:
+            labels = batch["family"]
+            known = labels >= 0
+            ce = losses.family_cross_entropy(family_logits, jnp.maximum(labels, 0))
+            terms["family_ce"] = jnp.where(known, ce, 0.0)
+            terms["family_accuracy"] = jnp.where(
+                known, (family_logits.argmax(-1) == labels).astype(jnp.float32), 0.0
+            )
+        w = c.loss
+        terms["loss"] = (
+            w.mse_weight * terms["mse"]
+            + w.perceptual_weight * terms["perceptual"]
+            + w.math_weight * terms["math"]
+            + w.colour_weight * terms["colour"]
+            + (w.family_weight * terms["family_ce"] if "family_ce" in terms else 0.0)
+        )
+        return terms
+
+    def loss_fn(self, params, batch, rng, ctx: StepContext):
+        b = batch["image"].shape[0]
+        k_t, k_noise, k_drop, k_style = jax.random.split(rng, 4)
+        t = jax.random.randint(k_t, (b,), 0, self.schedule.num_timesteps)
+        noise = jax.random.normal(k_noise, batch["image"].shape, jnp.float32)
+        drop = jax.random.bernoulli(k_drop, self.config.diffusion.cond_drop_prob, (b,))
+        style_drop = jax.random.bernoulli(k_style, self.config.diffusion.style_drop_prob, (b,))
+        terms = self._terms(params, ctx.extras, batch, t, noise, drop, style_drop)
+        metrics = {k: jnp.mean(v) for k, v in terms.items()}
+        metrics[f"perceptual_{self.perceptual}"] = metrics.pop("perceptual")
+        return metrics["loss"], (metrics, ctx.extras)
+
+    def eval_step(self, params, batch, ctx: StepContext) -> clu_metrics.Collection:
+        b = batch["image"].shape[0]
+        T = self.schedule.num_timesteps
+        # A stratified grid of noise levels and fixed noise: the same numbers every eval.
+        t = ((jnp.arange(b) * T + T // 2) // b).astype(jnp.int32)
+        noise = jax.random.normal(jax.random.key(1234), batch["image"].shape, jnp.float32)
+        none = jnp.zeros((b,), bool)
+        terms = self._terms(params, ctx.extras, batch, t, noise, none, none)
+        cls = EvalMetricsWithFamily if "family_ce" in terms else EvalMetrics
+        return cls.single_from_model_output(mask=batch["mask"], **terms)
+
+    # ---- hooks -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The tokenizer travels in every checkpoint, so sampling never needs the data."""
+        return {"tokenizer": self.data().tokenizer.to_json()} if self._data is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("tokenizer")
+        if saved is None or self._data is None:
+            return
+        if json.loads(saved)["vocab"] != self._data.tokenizer.vocab:
+            raise ValueError(
+                "the tokenizer rebuilt from this run's data differs from the one in the "
+                "checkpoint: the training data changed (data.source, data.num_train, "
+                "data.data_seed or the JSONL file). Resume with the original data settings."
+            )
+
+    def generator(self):
+        if self._generator is None:
+            s = self.config.sample
+            self._generator = build_generator(
+                self.model,
+                self.schedule,
+                image_size=self.config.data.image_size,
+                num_steps=s.num_inference_steps,
+                method=s.sampler,
+                eta=s.eta,
+                prediction=self.config.diffusion.prediction,
+                clip_x0=s.clip_x0,
+                guidance_scale=s.guidance_scale,
+            )
+        return self._generator
+
+    def _grid_inputs(self) -> dict[str, Any]:
+        """Fixed validation examples and their distractor renders, built once."""
+        if self._grid is None:
+            val = self.data().val
+            idx = input_pipeline.grid_indices(val, min(self.config.sample.grid_formulas, len(val)))
+            split = val.take(idx)
+            self._grid = {
+                "split": split,
+                "candidates": eval_lib.retrieval_candidates(
+                    split, self.config.data.image_size, self.config.sample.retrieval_k
+                ),
+            }
+        return self._grid
+
+    def on_epoch_end(self, ctx: HookContext) -> HookResult | None:
+        every = self.config.sample.every_epochs
+        due = every > 0 and (ctx.epoch % every == 0 or ctx.step >= ctx.total_steps)
+        if not due or not ctx.is_main_process:
+            return None
+        grid = self._grid_inputs()
+        split = grid["split"]
+        images = self.generator()(
+            ctx.params,
+            split.arrays["tokens"],
+            split.arrays["style"],
+            jax.random.key(self.config.sample.seed),
+        )
+        generated = to_uint8(images)
+        truth = split.arrays["image"]
+        scores = eval_lib.score(generated, truth, grid["candidates"])
+        picture = upscale(pair_grid(generated, truth), self.config.sample.grid_upscale)
+        return HookResult(
+            images={"samples/generated_vs_truth": picture},
+            scalars={f"samples/{k}": v for k, v in scores.items()},
+        )
+
+    def summarize_eval(self, split: str, computed) -> EvalSummary:
+        return EvalSummary(scalars={k: float(np.asarray(v)) for k, v in computed.items()})
+
+    def flops_per_example(self) -> float | None:
+        """Analytic training FLOPs per example: 3 x the forward matmul/conv FLOPs."""
+        return 3.0 * forward_flops(self.config)
+
+
+def forward_flops(config: ml_collections.ConfigDict) -> float:
+    """Forward FLOPs of one example (2 per multiply-add), counting convolutions, dense layers
+    and attention products of the encoder and U-Net; norms and activations are left out."""
+    m = config.model
+    length, d = m.max_formula_tokens, m.embedding_dim
+    flops = (
+        m.num_layers
+        * 2
+        * (4 * length * d * d + 2 * length * length * d + 2 * length * d * m.mlp_size)
+    )
+    ctx = length + 1  # formula tokens + the style token
+    side = config.data.image_size // m.patch_size
+    conv = lambda hw, k, cin, cout: 2 * hw * k * k * cin * cout
+
+    def res(hw, cin, cout):
+        return (
+            conv(hw, 3, cin, cout)
+            + conv(hw, 3, cout, cout)
+            + (conv(hw, 1, cin, cout) if cin != cout else 0)
+        )
+
+    def attn(hw, c, self_attn):
+        f = 2 * hw * c * c * 2  # proj_in, proj_out
+        if self_attn:
+            f += 2 * (4 * hw * c * c + 2 * hw * hw * c)
+        f += 2 * (
+            2 * hw * c * c + 2 * ctx * d * c + 2 * hw * ctx * c
+        )  # cross: q, out, k, v, qk, av
+        return f + 2 * hw * c * 8 * c  # MLP 4x
+
+    scales = [m.patch_size * 2**i for i in range(len(m.channel_mult))]
+    chans = [m.base_channels * k for k in m.channel_mult]
+    flops += conv(side * side, 3, 3 * m.patch_size**2, m.base_channels) * 2  # conv_in, conv_out
+    skips, c = [m.base_channels], m.base_channels
+    for i, (s, ch) in enumerate(zip(scales, chans)):
+        hw = (side >> i) ** 2
+        for _ in range(m.num_res_blocks):
+            flops += res(hw, c, ch) + (
+                attn(hw, ch, s in m.self_attention_scales) if s in m.cross_attention_scales else 0
+            )
+            c = ch
+            skips.append(c)
+        if i < len(scales) - 1:
+            flops += conv(hw // 4, 3, c, c)
+            skips.append(c)
+    hw = (side >> (len(scales) - 1)) ** 2
+    flops += 2 * res(hw, c, c) + (
+        attn(hw, c, scales[-1] in m.self_attention_scales)
+        if scales[-1] in m.cross_attention_scales
+        else 0
+    )
+    for i in reversed(range(len(scales))):
+        hw = (side >> i) ** 2
+        for _ in range(m.num_res_blocks + 1):
+            cin = c + skips.pop()
+            flops += res(hw, cin, chans[i]) + (
+                attn(hw, chans[i], scales[i] in m.self_attention_scales)
+                if scales[i] in m.cross_attention_scales
+                else 0
+            )
+            c = chans[i]
+        if i > 0:
+            flops += conv(hw * 4, 3, c, c)
+    return float(flops)

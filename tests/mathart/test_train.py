@@ -1,0 +1,147 @@
+"""The smoke profile through the real loop (`common.train.train_and_evaluate`) on a JSONL dataset
+written here (drawn circles and lines with their formulas), with the sample-grid hook firing,
+then the sample and evaluate tools on the run it leaves behind."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from common.checkpoint import load_run
+from common.train import train_and_evaluate
+from configs.mathart import get_config
+from mathart import evaluate, sample
+from mathart.task import MathArtTask, tokenizer_from_meta
+
+SIZE = 16
+
+
+def _write_dataset(folder) -> str:
+    """40 (image, formula) pairs: circles of growing radius and lines of growing slope."""
+    os.makedirs(folder / "img", exist_ok=True)
+    lines = []
+    for i in range(40):
+        img = Image.new("RGB", (SIZE, SIZE), (10, 10, 30))
+        draw = ImageDraw.Draw(img)
+        if i % 2 == 0:
+            r = 2 + (i // 2) % 6
+            draw.ellipse((8 - r, 8 - r, 8 + r, 8 + r), outline=(250, 200, 40))
+            formula = f"x^2 + y^2 = {r * r}"
+        else:
+            slope = 0.25 * (1 + (i // 2) % 8)
+            draw.line((0, 15, 15, 15 - 15 * slope), fill=(60, 220, 250))
+            formula = f"y = {slope}*x"
+        name = f"img/{i:03d}.png"
+        img.save(folder / name)
+        key = "image" if i % 3 else "image_path"  # both spellings are accepted
+        lines.append(json.dumps({key: name, "formula": formula}))
+    path = folder / "pairs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mathart_smoke")
+    config = get_config("smoke")
+    config.data.source = "jsonl"
+    config.data.train_jsonl = _write_dataset(root)
+    config.data.val_fraction = 0.2  # 8 validation formulas
+    config.data.image_size = SIZE
+    config.loss.family_weight = 0.0  # JSONL data has no family labels
+    workdir = str(root / "run")
+    result = train_and_evaluate(MathArtTask, config, workdir)
+    return config, result, workdir
+
+
+def _metrics(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_smoke_run_trains_evaluates_and_writes_sample_grids(smoke_run):
+    _, result, workdir = smoke_run
+    assert result.status == "completed"
+    rows = _metrics(workdir)
+    keys = set().union(*rows)
+    for key in ("train/loss", "train/mse", "train/perceptual_structural", "val/mse"):
+        assert key in keys, f"{key} not logged; have {sorted(keys)}"
+    # The hook fired at each epoch (sample.every_epochs = 1) and its scores were logged.
+    assert {"samples/ssim", "samples/top1_ssim", "samples/harmony"} <= keys
+    losses = [r["train/loss"] for r in rows if "train/loss" in r]
+    assert all(np.isfinite(losses))
+    pngs = sorted(p for p in os.listdir(os.path.join(workdir, "images")) if p.startswith("samples"))
+    assert len(pngs) == 2, pngs  # epochs 1 and 2
+    grid = np.asarray(Image.open(os.path.join(workdir, "images", pngs[-1])))
+    # 4 [generated | truth] pairs (sample.grid_formulas) in one row, 3 px gaps, enlarged 4x.
+    assert grid.shape == (4 * (SIZE + 2 * 3), 4 * (4 * (2 * SIZE + 3) + 3), 3)
+
+
+def test_checkpoint_carries_the_tokenizer(smoke_run):
+    config, _, workdir = smoke_run
+    run = load_run(workdir, which="latest")
+    tok = tokenizer_from_meta(run.meta)
+    ids = tok.encode("x^2 + y^2 = 9", config.model.max_formula_tokens)
+    assert ids[0] == 2 and (ids > 0).sum() > 5
+    assert run.ema_params is not None
+
+
+def test_sample_cli_writes_a_grid(smoke_run, tmp_path):
+    _, _, workdir = smoke_run
+    out = str(tmp_path / "grid.png")
+    code = sample.main(
+        [
+            "--workdir",
+            workdir,
+            "--formula",
+            "x² + y² = 16",
+            "--n",
+            "3",
+            "--out",
+            out,
+            "--scale",
+            "1",
+        ]
+    )
+    assert code == 0
+    image = np.asarray(Image.open(out))
+    # Reference renders on top, samples below: 2 rows x 3 columns of 16 px with 2 px gaps.
+    assert image.shape == (2 * (SIZE + 2) + 2, 3 * (SIZE + 2) + 2, 3)
+
+
+@pytest.mark.parametrize(
+    "formula,reason",
+    [
+        ("r = sin(4*theta", "never closed"),
+        ("__import__('os')", "underscore"),
+        ("9**9**9**9", "exponent"),
+    ],
+)
+def test_sample_cli_rejects_invalid_formulas(smoke_run, tmp_path, capsys, formula, reason):
+    _, _, workdir = smoke_run
+    out = tmp_path / "never.png"
+    code = sample.main(["--workdir", workdir, "--formula", formula, "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "invalid formula" in err and "position" in err and reason in err.lower()
+    assert not out.exists()
+
+
+def test_evaluate_cli_reports_measured_scores(smoke_run, tmp_path):
+    _, _, workdir = smoke_run
+    out = str(tmp_path / "eval.json")
+    code = evaluate.main(
+        ["--workdir", workdir, "--split", "val", "--num", "8", "--k", "4", "--out", out,
+         "--diversity-formulas", "2", "--diversity-seeds", "2", "--batch", "8"]
+    )  # fmt: skip
+    assert code == 0
+    with open(out) as f:
+        result = json.load(f)
+    assert result["k"] == 4 and result["chance"] == 0.25 and result["candidates"] == "images"
+    for key in ("top1_ssim", "top1_geometry", "ssim", "harmony", "harmony_truth"):
+        assert np.isfinite(result[key])
+    assert 0.0 <= result["top1_ssim"] <= 1.0 and 0.0 <= result["harmony"] <= 10.0
+    assert result["diversity_within_formula"] >= 0.0
+    assert os.path.exists(out.replace(".json", "_grid.png"))
