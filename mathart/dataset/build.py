@@ -214,6 +214,7 @@ def build_arrays(
             f"math_art_v{DATASET_VERSION}_r{resolution}_{split}_n{num_examples}_s{seed}"
             f"_d{max_phash_distance}.npz"
         )
+        cache_dir = os.path.expanduser(cache_dir)
         path = os.path.join(cache_dir, name)
         if os.path.exists(path):
             with np.load(path, allow_pickle=False) as data:
