@@ -91,10 +91,14 @@ class Deduplicator:
         if self.is_duplicate(h, thumb):
             self.removed += 1
             return False
+        self.remember(h, thumb)
+        return True
+
+    def remember(self, h: np.uint64, thumb: np.ndarray) -> None:
+        """Adds a kept image's hash and thumbnail."""
         if self.count == len(self._hashes):
             self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)])
             self._thumbs = np.concatenate([self._thumbs, np.zeros_like(self._thumbs)])
         self._hashes[self.count] = h
         self._thumbs[self.count] = thumb
         self.count += 1
-        return True
