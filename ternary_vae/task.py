@@ -357,7 +357,7 @@ class TernaryVaeTask(Task):
             return HookResult(message=msg)
 
         summary = (
-            f"epoch {ctx.epoch} [{self.curriculum.phase(ctx.epoch)}]: coverage "
+            f"epoch {ctx.epoch} [{self.curriculum.phase(ctx.epoch - 0.5)}]: coverage "
             f"{res['coverage']:.5f} ({n_ok}/{self.num_examples}) | H_B {res['hierarchy_b']:.5f} "
             f"(ceiling {res['hierarchy_ceiling']:.5f} for distinct radii; "
             f"{int(res['unique_radii_b'])} unique) | richness_B {res['richness_b']:.5f} | "
