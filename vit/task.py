@@ -41,18 +41,14 @@ def build_model(config: ml_collections.ConfigDict) -> VisionTransformer:
 
 
 def repeat_examples(batch: Batch, repeats: int) -> Batch:
-    """Repeated augmentation (Hoffer et al. 2020; DeiT's RASampler): keep the first B/r
-    examples and tile them r times, so each appears r times under independent augmentations."""
+    """Repeated augmentation (Hoffer et al. 2020; DeiT's RASampler): the batch keeps its size
+    but holds only its first ceil(B / r) examples, each r times (the last one fewer when r does
+    not divide B), so every image is seen under r independent augmentations."""
     if repeats <= 1:
         return batch
     b = batch["label"].shape[0]
-    if b % repeats:
-        raise ValueError(
-            f"augment.repeated_aug={repeats} must divide the (per-device) batch of {b}; "
-            "choose a batch_size that is a multiple of it"
-        )
-    rows = jnp.arange(b) % (b // repeats)
-    return {k: v[rows] for k, v in batch.items()}
+    rows = jnp.arange(b) % -(-b // repeats)
+    return {k: jnp.take(jnp.asarray(v), rows, axis=0) for k, v in batch.items()}
 
 
 class VitTask(Task):

@@ -8,14 +8,17 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
 from common.cli import load_config_file
+from common.task import StepContext
 from common.train import train_and_evaluate
-from vit.task import VitTask
+from vit.task import VitTask, repeat_examples
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -45,12 +48,38 @@ def test_config_profiles_and_flops():
     assert abs(VitTask(c).flops_per_example() / 1e9 - 2.19) < 0.01
 
 
+@pytest.mark.parametrize("profile", ["default", "small", "large", "custom_seed", "strong"])
+def test_every_profile_traces_its_train_and_eval_step(profile):
+    """Shape-level check (no compile) that each profile's model, augmentation and batch size fit
+    together, at the profile's real global batch."""
+    c = load_config_file(f"configs/vit.py:{profile}")
+    task = VitTask(c)
+    batch = task.synthetic_batch(c.batch_size, np.random.default_rng(0))
+    key = jax.random.key(0)
+    params = jax.eval_shape(task.init_variables, key, batch)["params"]
+    ctx = StepContext(step=jnp.int32(0), extras={}, controls={})
+    loss, (metrics, _) = jax.eval_shape(task.loss_fn, params, batch, key, ctx)
+    assert loss.shape == () and set(metrics) == {"accuracy"}
+    eval_batch = {**batch, "mask": np.ones(c.batch_size, bool)}
+    computed = jax.eval_shape(task.eval_step, params, eval_batch, ctx)
+    assert computed.confusion.counts.shape == (10, 10)
+
+
+def test_repeated_augmentation_rows():
+    batch = {"label": jnp.arange(8), "image": jnp.arange(8)[:, None]}
+    out = repeat_examples(batch, 3)  # ceil(8 / 3) = 3 distinct examples
+    np.testing.assert_array_equal(out["label"], [0, 1, 2, 0, 1, 2, 0, 1])
+    np.testing.assert_array_equal(out["image"][:, 0], out["label"])
+    assert repeat_examples(batch, 1) is batch
+
+
 def test_smoke_under_mock_data(tmp_path):
     c = load_config_file("configs/vit.py:smoke")
     c.augment.policy = "randaugment"  # exercise the strong-profile augmentations too
     c.augment.random_erasing = 0.25
     c.augment.mixup_alpha = c.augment.cutmix_alpha = 1.0
     c.model.stochastic_depth_rate = 0.1
+    c.augment.repeated_aug = 3  # does not divide the batch of 32
     with tfds.testing.mock_data(num_examples=256):  # random images; train == test
         result = train_and_evaluate(VitTask, c, str(tmp_path))
     # 256 - 128 held out = 128 train images = 4 steps/epoch; 2 epochs.
