@@ -169,6 +169,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # --- stage 0: encoder A + decoder as a VAE until every operation decodes
     c.stage0 = ml_collections.ConfigDict()
     c.stage0.max_epochs = 40.0
+    c.stage0.max_steps = P(int)  # overrides max_epochs when set
     c.stage0.learning_rate = 2e-3
     c.stage0.warmup_epochs = 1.0
     c.stage0.kl_weight = 0.01
@@ -209,6 +210,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.loss.rank_pairs = 64
         c.loss.geodesic_pairs = 64
         c.metrics.dist_corr_samples = 200
-        c.stage0.max_epochs = 0.1  # 4 steps
+        c.stage0.max_steps = 4
         c.compilation_cache_dir = ""
     return c

@@ -36,7 +36,7 @@ def stage0_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
         c.resume_from = None
         c.learning_rate = s0.learning_rate
         c.max_epochs = s0.max_epochs
-        c.max_steps = None
+        c.max_steps = s0.max_steps  # steps win over epochs when set (smoke tests)
         c.optim.schedule = "warmup_cosine"
         c.optim.warmup_epochs = s0.warmup_epochs
         c.optim.warmup_steps = None
@@ -50,9 +50,8 @@ def stage0_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
         c.best_metric = "val/coverage"
         c.best_mode = "max"
         c.early_stopping.patience = 0
-        if config.profile == "smoke":  # a few steps, evaluated once
-            c.max_epochs, c.max_steps = None, max(1, round(s0.max_epochs * 38))
-            c.eval_every_steps = c.max_steps
+        if s0.max_steps is not None:  # a few steps (smoke): evaluate once, at the end
+            c.eval_every_steps = s0.max_steps
             c.optim.warmup_epochs, c.optim.warmup_steps = None, 1
     return c
 
