@@ -3,8 +3,8 @@
 Stage 0 (`vae_loss`): reconstruction CE summed over trits + beta * KL, per example.
 Stage 1 (`ternary_vae.task` combines them with curriculum multipliers):
 
-- `profile_loss` -- the reference's RichHierarchyLoss, per batch:
-  coverage CE, level-mean hierarchy (mu_v - tau_v)^2, richness floor
+- `coverage_ce` + `profile_loss` -- the reference's RichHierarchyLoss, per batch:
+  coverage CE; level-mean hierarchy (mu_v - tau_v)^2, richness floor
   relu(rho_min - Var(r|v)/Var(r0|v))^2 against the initial radii r0, separation
   relu(mu_{v'} - mu_v + m) over consecutive present levels v < v'.
 - `radial_loss` -- per-sample radial target (RadialHierarchyLoss), here with an optional
