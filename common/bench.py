@@ -1,7 +1,7 @@
 """Benchmark the real compiled train step of any family: `python -m common.bench`.
 
     python -m common.bench --config=configs/vit.py:small [--config.batch_size=256]
-                           [--steps=20] [--warmup=3] [--input_batches=0] [--out=bench.json]
+                           [--steps=20] [--warmup=3] [--input_batches=0] [--out=FILE.json]
 
 Times exactly the step `common.train` runs (built by `common.steps.build_steps`) on one batch
 already on device, so input is excluded: compile time (lower + compile, separately), step time
@@ -260,7 +260,9 @@ def main(argv: list[str]) -> None:
     flags.DEFINE_integer("steps", 20, "timed steps (median reported)")
     flags.DEFINE_integer("warmup", 3, "untimed steps after compilation")
     flags.DEFINE_integer("input_batches", 0, "also time N batches of the input pipeline alone")
-    flags.DEFINE_string("out", None, "JSON output path (default bench_<family>_<profile>.json)")
+    flags.DEFINE_string(
+        "out", None, "JSON output path (default runs/bench/<family>_<profile>.json)"
+    )
 
     def _main(_):
         cli.quiet_library_logs()
@@ -273,7 +275,10 @@ def main(argv: list[str]) -> None:
             input_batches=flags.FLAGS.input_batches,
         )
         family = str(config.task).split(".")[0]
-        out = flags.FLAGS.out or f"bench_{family}_{config.profile or 'default'}.json"
+        out = flags.FLAGS.out or os.path.join(
+            "runs", "bench", f"{family}_{config.profile or 'default'}.json"
+        )
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         with open(out, "w") as f:
             json.dump(record, f, indent=2, default=str)
         print(format_table(record))
