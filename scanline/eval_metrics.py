@@ -3,8 +3,8 @@
 Used by `scanline.task.ScanlineTask.summarize_eval` and tests. Exact and dependency-free:
 balanced accuracy (mean per-class recall, as sklearn's `balanced_accuracy_score`), macro
 one-vs-rest AUROC from ranks with ties averaged (the Mann-Whitney U statistic, equal to
-sklearn's `roc_auc_score(multi_class="ovr", average="macro")`), confusion matrices and a
-confusion-matrix picture.
+sklearn's `roc_auc_score(multi_class="ovr", average="macro")`) and confusion matrices. Pictures
+come from `common.plots`.
 """
 
 import numpy as np
@@ -67,39 +67,3 @@ def macro_ovr_auroc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, np.nd
     per_class = np.array([binary_auroc(labels == k, probs[:, k]) for k in range(probs.shape[1])])
     valid = ~np.isnan(per_class)
     return (float(per_class[valid].mean()) if valid.any() else float("nan")), per_class
-
-
-def confusion_image(cm: np.ndarray, class_names, title: str = "") -> np.ndarray:
-    """Row-normalised confusion matrix with counts, as an HWC uint8 picture."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = cm.shape[0]
-    rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.2 * k + 2.2, 1.2 * k + 1.4), dpi=80)
-    ax.imshow(rows, vmin=0, vmax=1, cmap="Blues")
-    for i in range(k):
-        for j in range(k):
-            ax.text(
-                j,
-                i,
-                f"{rows[i, j]:.2f}\n({cm[i, j]})",
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="white" if rows[i, j] > 0.5 else "black",
-            )
-    short = [str(n)[:12] for n in class_names[:k]]
-    ax.set_xticks(range(k), short, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(k), short, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image

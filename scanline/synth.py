@@ -38,6 +38,7 @@ pipeline z-scores every scan line), `labels` int32 [N], `groups` int32 [N] (sour
 
 import argparse
 import concurrent.futures
+import multiprocessing
 import os
 import sys
 import time
@@ -810,7 +811,9 @@ def generate(
         for c, s in enumerate(range(0, n, CHUNK))
     ]
     if workers > 1 and len(jobs) > 1:
-        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        # "spawn": forking a process that has JAX threads running can deadlock.
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
             parts = list(pool.map(_render_job, jobs, chunksize=4))
     else:
         parts = [_render_job(j) for j in jobs]

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from clu import metrics as clu_metrics
 
+from common import plots
 from common.data import ArrayEvalSource, ArraySource
 from common.precision import compute_dtype
 from common.task import Datasets, EvalSummary, StepContext, Task
@@ -172,7 +173,7 @@ class ScanlineTask(Task):
         title = (
             f"{split}: acc {scalars['accuracy']:.3f}, bal. acc {scalars['balanced_accuracy']:.3f}"
         )
-        images = {"confusion_matrix": eval_metrics.confusion_image(cm, names, title)}
+        images = {"confusion_matrix": plots.confusion_matrix_image(cm, names, title)}
         seen = self.lines_seen
         if preds.shape[1] > 1:
             curve_acc, curve_bal = [], []
@@ -191,12 +192,7 @@ class ScanlineTask(Task):
 
 def _curve_image(seen, acc, bal, split: str) -> np.ndarray:
     """Accuracy and balanced accuracy against the number of scan lines seen (HWC uint8)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=80)
+    fig, ax = plots.pyplot().subplots(figsize=(4.5, 3.2), dpi=80)
     ax.plot(seen, acc, label="accuracy")
     ax.plot(seen, bal, label="balanced accuracy")
     ax.set_xlabel("scan lines seen")
@@ -205,7 +201,4 @@ def _curve_image(seen, acc, bal, split: str) -> np.ndarray:
     ax.legend(fontsize=8)
     ax.set_title(f"{split}: progressive prediction", fontsize=9)
     fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image
+    return plots.figure_to_image(fig)

@@ -52,8 +52,3 @@ def test_macro_ovr_auroc_and_balanced_accuracy():
 def test_balanced_accuracy_skips_absent_classes():
     cm = em.confusion_matrix(np.array([0, 0, 1]), np.array([0, 1, 1]), 4)
     assert em.balanced_accuracy(cm) == 0.75
-
-
-def test_confusion_image_is_rgb_uint8():
-    img = em.confusion_image(np.array([[3, 1], [0, 2]]), ("a", "b"), "t")
-    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3

@@ -33,7 +33,10 @@ def test_deterministic_and_worker_invariant():
 def test_class_shares_exact():
     p = synth.sample_parameters(10000, seed=0)
     counts = np.bincount(synth._SUBTYPE_CLASS[p["subtype"]], minlength=4)
-    np.testing.assert_array_equal(counts, np.round(np.array(synth.DEFAULT_SHARES) * 10000))
+    # Largest-remainder rounding of the (renormalised) shares: within one image of the target.
+    shares = np.array(synth.DEFAULT_SHARES) / sum(synth.DEFAULT_SHARES)
+    assert counts.sum() == 10000
+    assert np.abs(counts - shares * 10000).max() < 1
 
 
 def test_scan_size_never_determines_the_class():

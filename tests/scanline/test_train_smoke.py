@@ -58,7 +58,7 @@ def test_two_point_sweep_table(tmp_path, smoke_data_dir):
     )
     assert "| Config | weight_decay | Best Valid Acc |" in md
     rows = list(csv.DictReader(io.StringIO((tmp_path / "sweep_results.csv").read_text())))
-    assert sorted(r["config"] for r in rows) == ["wd0.0", "wd0.01"]
+    assert sorted(r["config"] for r in rows) == ["wd0", "wd0.01"]
     for r in rows:
         cfg = json.loads((tmp_path / r["config"] / "config.json").read_text())
         assert cfg["optim"]["weight_decay"] == float(r["grid:optim.weight_decay"])
@@ -66,14 +66,14 @@ def test_two_point_sweep_table(tmp_path, smoke_data_dir):
         best = max(x["val/accuracy"] for x in records if "val/accuracy" in x)
         assert float(r["best_val_accuracy"]) == pytest.approx(best)
     # Rerunning only rebuilds the table: finished runs are not retrained.
-    before = os.path.getmtime(tmp_path / "wd0.0" / "metrics.jsonl")
+    before = os.path.getmtime(tmp_path / "wd0" / "metrics.jsonl")
     sweep.sweep(
         "configs/scanline.py:smoke",
         ["optim.weight_decay=0,0.01"],
         workdir=str(tmp_path),
         overrides=[f"data_dir={smoke_data_dir}", "max_epochs=1"],
     )
-    assert os.path.getmtime(tmp_path / "wd0.0" / "metrics.jsonl") == before
+    assert os.path.getmtime(tmp_path / "wd0" / "metrics.jsonl") == before
 
 
 def test_grid_parsing_is_literal_only():
