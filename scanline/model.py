@@ -310,3 +310,54 @@ def build_model(cfg: ml_collections.ConfigDict, num_classes: int, dtype: Dtype) 
 def lines_seen(cfg: ml_collections.ConfigDict, num_lines: int) -> np.ndarray:
     """Lines each read-out position of the configured model has seen, [P] ints."""
     return MODELS[cfg.name].lines_seen(cfg, num_lines)
+
+
+def forward_macs(cfg: ml_collections.ConfigDict, num_lines: int, line_length: int, k: int) -> int:
+    """Analytic multiply-accumulates of one forward pass on one image (matmuls and convs).
+
+    Counts what is computed (causal attention is not halved; convolution taps on the SAME
+    padding are not counted, as XLA does not); norms, activations and the softmax are left out.
+    Training FLOPs ~ 3 x 2 x this (forward + backward).
+    """
+
+    def conv_out(n: int, stride: int) -> int:  # SAME padding
+        return -(-n // stride)
+
+    def taps(n: int, kk: int, stride: int) -> int:
+        """Sum over SAME-padded outputs of the kernel taps that land inside the input."""
+        out = conv_out(n, stride)
+        before = max((out - 1) * stride + kk - n, 0) // 2
+        starts = np.arange(out) * stride - before
+        return int(np.clip(np.minimum(starts + kk, n) - np.maximum(starts, 0), 0, None).sum())
+
+    def tokenizer_macs() -> int:
+        d = cfg.embedding_dim
+        if cfg.tokenizer == "linear":
+            return line_length * d
+        widths = (*cfg.tokenizer_channels, d)
+        kernels = (5,) + (3,) * len(cfg.tokenizer_channels)
+        n, cin, total = line_length, 1, 0
+        for i, (width, kk) in enumerate(zip(widths, kernels)):
+            stride = cfg.tokenizer_stride if i == 0 else 1
+            total += taps(n, kk, stride) * cin * width
+            n, cin = conv_out(n, stride), width
+        return total
+
+    if cfg.name in ("vit", "sequential"):
+        d, t = cfg.embedding_dim, num_lines + (1 if cfg.name == "vit" else 0)
+        per_layer = t * (4 * d * d + 2 * d * cfg.mlp_size) + 2 * t * t * d
+        heads = (1 if cfg.name == "vit" else num_lines) * d * k
+        return num_lines * tokenizer_macs() + cfg.num_layers * per_layer + heads
+    if cfg.name == "lrcn":
+        h, w, cin, total = cfg.lrcn_window, line_length, 1, 0
+        for block, width in enumerate(cfg.cnn_channels):
+            for layer in range(2):
+                first = block == 0 and layer == 0
+                stride, kk = (2, 7) if first else (1, 3)
+                total += taps(h, kk, stride) * taps(w, kk, stride) * cin * width
+                h, w, cin = conv_out(h, stride), conv_out(w, stride), width
+            h, w = conv_out(h, 2), conv_out(w, 2)
+        feats, hid = h * w * cin, cfg.lstm_size
+        p = len(window_starts(cfg, num_lines))
+        return p * (total + 4 * (feats + hid) * hid + hid * k)
+    raise ValueError(f"unknown config.model.name '{cfg.name}'")

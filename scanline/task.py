@@ -189,6 +189,12 @@ class ScanlineTask(Task):
             images["accuracy_vs_lines"] = _curve_image(seen, curve_acc, curve_bal, split)
         return EvalSummary(scalars=scalars, images=images)
 
+    def flops_per_example(self) -> float:
+        """Training FLOPs per image: 3 (forward + backward) x 2 x forward MACs (analytic)."""
+        _, t, length = self.splits.arrays["train"]["image"].shape
+        macs = model_lib.forward_macs(self.config.model, t, length, self.splits.num_classes)
+        return 6.0 * macs
+
 
 def _curve_image(seen, acc, bal, split: str) -> np.ndarray:
     """Accuracy and balanced accuracy against the number of scan lines seen (HWC uint8)."""

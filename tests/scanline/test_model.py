@@ -78,3 +78,16 @@ def test_unknown_model_and_bad_heads():
     c.name, c.num_heads = "vit", 3
     with pytest.raises(ValueError, match="not divisible"):
         model_lib.build_model(c, K, jnp.float32)
+
+
+@pytest.mark.parametrize("name", ["vit", "sequential", "lrcn"])
+def test_analytic_flops_match_xla(name):
+    """forward_macs (used for MFU by common.bench) against XLA's count of the forward pass
+    (XLA adds norms, activations and softmax, which the analytic count leaves out)."""
+    c, params, _, x = _model(name)
+    f = jax.jit(
+        lambda p, x: model_lib.build_model(c, K, jnp.float32).apply({"params": p}, x, train=False)
+    )
+    xla = f.lower(params, x[:1]).cost_analysis()["flops"]
+    ratio = 2 * model_lib.forward_macs(c, T, L, K) / xla
+    assert 0.85 < ratio < 1.05, ratio
