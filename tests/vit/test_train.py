@@ -145,6 +145,15 @@ def test_cli_trains_on_prepared_cifar10_and_resumes(binary_data_dir, tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["profile"] == "smoke" and config["data_dir"] == str(data_dir)
 
+    # The evaluation tool reproduces the loop's final test numbers from the best checkpoint.
+    from vit.evaluate import evaluate
+
+    again = evaluate(str(tmp_path), which="best", split="test", batch_size=16)
+    assert again["checkpoint_step"] == final["final/checkpoint_step"]
+    assert again["accuracy"] == pytest.approx(final["final/test/accuracy"], abs=1e-6)
+    assert again["loss"] == pytest.approx(final["final/test/loss"], rel=1e-4)
+    assert glob.glob(str(tmp_path / "images" / "eval_test_step*_confusion_matrix.png"))
+
 
 @pytest.mark.parametrize("val_split", ["holdout", "test"])
 def test_val_split_policy(binary_data_dir, val_split):
