@@ -110,7 +110,9 @@ class JsonlWriter(_OnlyWriter):
 
     def __init__(self, path: str):
         self.path = path
-        self._file = open(path, "a")  # noqa: SIM115 - closed in close()
+        # Line-buffered: every record reaches the file when written, so a run killed without
+        # warning (OOM, a preempted node) keeps its metrics up to its last log step.
+        self._file = open(path, "a", buffering=1)  # noqa: SIM115 - closed in close()
         self.epoch_of_step: Any = None  # set by the loop: step -> epoch (float)
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:

@@ -135,6 +135,17 @@ def test_metrics_jsonl_has_epoch_and_no_nan(tmp_path):
             assert "step" in rec and "epoch" in rec
 
 
+def test_metrics_jsonl_record_is_on_disk_before_any_flush(tmp_path):
+    # A run killed without warning (OOM, preemption) must keep what it logged.
+    from common.metrics import JsonlWriter
+
+    writer = JsonlWriter(str(tmp_path / "metrics.jsonl"))
+    writer.write_scalars(7, {"val/loss": 0.25})
+    with open(tmp_path / "metrics.jsonl") as f:  # a second reader, as after a crash
+        assert json.loads(f.read()) == {"step": 7, "val/loss": 0.25}
+    writer.close()
+
+
 def test_confusion_matrix_metric_counts_unmasked_examples_and_renders():
     import jax.numpy as jnp
 
