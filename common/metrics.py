@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import flax
@@ -293,6 +293,17 @@ def format_line(step: int, total: int, epoch: float, scalars: Mapping[str, Any])
 
 def log(msg: str, *args) -> None:
     logging.info(msg, *args)
+
+
+def merge_all(collections: Iterable[Any], what: str = "eval split") -> Any:
+    """Merges a stream of clu metrics (one per batch) into one; the loop's eval and every
+    family's offline evaluate tool use this, so they accumulate identically."""
+    total = None
+    for coll in collections:
+        total = coll if total is None else total.merge(coll)
+    if total is None:
+        raise ValueError(f"{what} yielded no batches")
+    return total
 
 
 # ---- shared clu metrics ----------------------------------------------------------------------

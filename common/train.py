@@ -272,16 +272,18 @@ def train_and_evaluate(
         """Runs each split once; logs `<prefix><split>/<metric>` scalars and images."""
         results = {}
         for split in splits:
-            total = None
-            for batch in data.eval[split].batches(
+            batches = data.eval[split].batches(
                 global_batch_size=eval_batch, process_index=pi, process_count=pc
-            ):
-                coll = eval_step(
-                    eval_params(s), s.extras, s.controls, s.step, parallel.place_batch(batch, mesh)
-                )
-                total = coll if total is None else total.merge(coll)
-            if total is None:
-                raise ValueError(f"eval split '{split}' yielded no batches")
+            )
+            total = metrics_lib.merge_all(
+                (
+                    eval_step(
+                        eval_params(s), s.extras, s.controls, s.step, parallel.place_batch(b, mesh)
+                    )
+                    for b in batches
+                ),
+                what=f"eval split '{split}'",
+            )
             summary = task.summarize_eval(split, total.compute())
             results[split] = summary.scalars
             writer.scalars(

@@ -43,10 +43,8 @@ def evaluate(
     params = run.ema_params if run.ema_params is not None else run.params
     ctx = StepContext(step=jax.numpy.int32(run.step), extras=run.extras, controls=run.controls)
     step_fn = jax.jit(lambda p, b: task.eval_step(p, b, ctx))
-    total = None
-    for batch in source.batches(global_batch_size=batch_size, process_index=0, process_count=1):
-        coll = step_fn(params, batch)
-        total = coll if total is None else total.merge(coll)
+    batches = source.batches(global_batch_size=batch_size, process_index=0, process_count=1)
+    total = metrics_lib.merge_all((step_fn(params, b) for b in batches), what=f"split '{split}'")
     summary = task.summarize_eval(split, total.compute())
     for name, image in summary.images.items():
         path = os.path.join(run_dir, "images", f"eval_{split}_step{run.step}_{name}.png")
