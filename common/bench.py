@@ -2,6 +2,7 @@
 
     python -m common.bench --config=configs/vit.py:small [--config.batch_size=256]
                            [--steps=20] [--warmup=3] [--input_batches=0] [--out=FILE.json]
+    python -m common.bench --config=configs/mathart.py:full512 --compile_only
 
 Times exactly the step `common.train` runs (built by `common.steps.build_steps`) on one batch
 already on device, so input is excluded: compile time (lower + compile, separately), step time
@@ -11,7 +12,10 @@ task's analytic count, MFU against the device's peak (a table for GPUs/TPUs; on 
 float32 matmul peak), memory (device peak where the runtime reports it, else XLA's buffer
 sizes), and the number of compilations during timing (must be 0). `--input_batches N` also
 times the task's input pipeline alone (host batches + device placement), to compare with the
-step rate. Prints a table and writes JSON. Every speed figure in this project comes from here.
+step rate. `--compile_only` allocates nothing model-sized: it compiles the step on abstract
+shapes and reports XLA's argument / temporary / live bytes and FLOPs, which sizes a step for a
+device bigger than this one. Prints a table and writes JSON. Every speed figure in this project
+comes from here.
 """
 
 import importlib
@@ -122,17 +126,73 @@ def time_input(task: Task, config, mesh, num_batches: int, stacked: bool) -> dic
     return {"input_batches": n, "input_examples_per_sec": n * config.batch_size / dt}
 
 
+def _build(config: ml_collections.ConfigDict):
+    """(task, mesh, one full host batch, the loop's compiled steps) for `config`."""
+    task = load_task_class(config)(config)
+    mesh = parallel.make_mesh(config.get("num_devices"))
+    parallel.per_device_batch(int(config.batch_size), mesh)
+    host_batch = example_batch(task, config, int(config.batch_size))
+    small = {k: np.asarray(v)[:2] for k, v in host_batch.items()}
+    built = build_steps(task, config, mesh, small, steps_per_epoch=1000, total_steps=10**6)
+    return task, mesh, host_batch, built
+
+
+def compile_only(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Compiles the train step on abstract shapes and reports XLA's memory and FLOP figures.
+
+    Nothing the size of the model is allocated, so this sizes a step for a bigger device than
+    the one it runs on (e.g. full512 at batch 16 on a laptop). The byte counts are XLA's buffer
+    assignment for *this* backend; another backend's differ, but arguments scale the same.
+    """
+    task, mesh, host_batch, built = _build(config)
+    global_batch = int(config.batch_size)
+    state = jax.eval_shape(built.init_state)
+    batch = jax.eval_shape(lambda: parallel.place_batch(host_batch, mesh, stacked=built.stacked))
+    acc = jax.eval_shape(built.new_metrics)
+    t0 = time.perf_counter()
+    lowered = built.train_step.lower(state, batch, acc)
+    lower_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    memory = lowered.compile().memory_analysis()
+    compile_s = time.perf_counter() - t0
+    per_example = task.flops_per_example()
+    fields = ("argument", "output", "alias", "temp")
+    sizes = {f"xla_{k}_bytes": getattr(memory, f"{k}_size_in_bytes", None) for k in fields}
+    live = None
+    if None not in sizes.values():
+        # Donated state aliases its output, so it is counted once.
+        live = sum(sizes[f"xla_{k}_bytes"] for k in ("argument", "output", "temp"))
+        live -= sizes["xla_alias_bytes"]
+    return {
+        "config": config.get("task"),
+        "profile": config.get("profile"),
+        "mode": "compile_only",
+        "device_kind": jax.devices()[0].device_kind,
+        "platform": jax.devices()[0].platform,
+        "num_devices": mesh.size,
+        "parallel": config.parallel,
+        "dtype": dtype_name(compute_dtype(config)),
+        "global_batch": global_batch,
+        "num_params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params))),
+        "lower_s": lower_s,
+        "compile_s": compile_s,
+        "xla_flops_per_step": _flops(lowered.cost_analysis()),
+        "analytic_flops_per_step": None
+        if per_example is None
+        else float(per_example) * global_batch,
+        **sizes,
+        "xla_live_bytes": live,
+        "versions": _versions(),
+        "host": platform.node(),
+    }
+
+
 def benchmark(
     config: ml_collections.ConfigDict, *, steps: int = 20, warmup: int = 3, input_batches: int = 0
 ) -> dict[str, Any]:
     """Runs the benchmark and returns its record (see module docstring)."""
-    task = load_task_class(config)(config)
-    mesh = parallel.make_mesh(config.get("num_devices"))
+    task, mesh, host_batch, built = _build(config)
     global_batch = int(config.batch_size)
-    parallel.per_device_batch(global_batch, mesh)
-    host_batch = example_batch(task, config, global_batch)
-    small = {k: np.asarray(v)[:2] for k, v in host_batch.items()}
-    built = build_steps(task, config, mesh, small, steps_per_epoch=1000, total_steps=10**6)
 
     t0 = time.perf_counter()
     state = built.init_state()
@@ -232,12 +292,13 @@ def format_table(record: dict[str, Any]) -> str:
         return str(value)
 
     keys = [
-        "config", "profile", "device_kind", "num_devices", "parallel", "dtype", "global_batch",
-        "num_params", "compile_s", "step_ms_median", "step_ms_p10", "step_ms_p90",
+        "config", "profile", "mode", "device_kind", "num_devices", "parallel", "dtype",
+        "global_batch", "num_params", "compile_s", "step_ms_median", "step_ms_p10", "step_ms_p90",
         "examples_per_sec", "xla_flops_per_step", "analytic_flops_per_step",
         "achieved_tflops_per_device", "peak_tflops_per_device", "peak_source", "mfu",
-        "mfu_flops_source", "compilations_during_timing", "xla_temp_bytes", "device_peak_bytes",
-        "input_examples_per_sec",
+        "mfu_flops_source", "compilations_during_timing", "xla_argument_bytes",
+        "xla_temp_bytes", "xla_live_bytes", "device_peak_bytes", "input_examples_per_sec",
+        "lower_s",
     ]  # fmt: skip
     width = max(len(k) for k in keys)
     return "\n".join(f"{k:<{width}}  {fmt(record.get(k))}" for k in keys if k in record)
@@ -260,6 +321,12 @@ def main(argv: list[str]) -> None:
     flags.DEFINE_integer("steps", 20, "timed steps (median reported)")
     flags.DEFINE_integer("warmup", 3, "untimed steps after compilation")
     flags.DEFINE_integer("input_batches", 0, "also time N batches of the input pipeline alone")
+    flags.DEFINE_bool(
+        "compile_only",
+        False,
+        "compile on abstract shapes and report XLA memory/FLOPs only (sizes a step that does "
+        "not fit this machine)",
+    )
     flags.DEFINE_string(
         "out", None, "JSON output path (default runs/bench/<family>_<profile>.json)"
     )
@@ -268,12 +335,15 @@ def main(argv: list[str]) -> None:
         cli.quiet_library_logs()
         parallel.hide_gpus_from_tensorflow()
         config = flags.FLAGS.config
-        record = benchmark(
-            config,
-            steps=flags.FLAGS.steps,
-            warmup=flags.FLAGS.warmup,
-            input_batches=flags.FLAGS.input_batches,
-        )
+        if flags.FLAGS.compile_only:
+            record = compile_only(config)
+        else:
+            record = benchmark(
+                config,
+                steps=flags.FLAGS.steps,
+                warmup=flags.FLAGS.warmup,
+                input_batches=flags.FLAGS.input_batches,
+            )
         family = str(config.task).split(".")[0]
         out = flags.FLAGS.out or os.path.join(
             "runs", "bench", f"{family}_{config.profile or 'default'}.json"

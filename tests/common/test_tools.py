@@ -55,6 +55,24 @@ def test_bench_times_the_real_step_without_recompiling():
     assert "step_ms_median" in bench.format_table(record)
 
 
+def test_bench_compile_only_sizes_the_step_without_running_it():
+    config = tiny_config.get_config()
+    record = bench.compile_only(config)
+    timed = bench.benchmark(config, steps=1, warmup=0)
+    assert record["mode"] == "compile_only" and record["num_params"] == 195
+    assert record["xla_flops_per_step"] == timed["xla_flops_per_step"]
+    assert record["analytic_flops_per_step"] == timed["analytic_flops_per_step"]
+    assert record["xla_argument_bytes"] >= 3 * 4 * 195  # params + Adam's two moments, float32
+    assert record["xla_alias_bytes"] > 0  # the state is donated, so it is counted once
+    assert record["xla_live_bytes"] == (
+        record["xla_argument_bytes"]
+        + record["xla_output_bytes"]
+        + record["xla_temp_bytes"]
+        - record["xla_alias_bytes"]
+    )
+    assert "xla_live_bytes" in bench.format_table(record)
+
+
 def test_bench_rejects_a_non_task_class():
     config = tiny_config.get_config()
     config.task = "common.config:ConfigError"
