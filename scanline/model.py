@@ -127,6 +127,19 @@ class Encoder(nn.Module):
             )(x, mask, train=train)
         return nn.LayerNorm(dtype=self.dtype, name="ln_final")(x)
 
+    @classmethod
+    def from_config(cls, cfg: ml_collections.ConfigDict, dtype: Dtype) -> "Encoder":
+        """The encoder config.model describes, named "encoder" in the parent's parameters."""
+        return cls(
+            cfg.num_layers,
+            cfg.num_heads,
+            cfg.mlp_size,
+            cfg.dropout,
+            cfg.attention_dropout,
+            dtype,
+            name="encoder",
+        )
+
 
 def _tokenizer(cfg: ml_collections.ConfigDict, dtype: Dtype) -> nn.Module:
     if cfg.tokenizer == "linear":
@@ -170,15 +183,7 @@ class ScanLineEncoder(nn.Module):
         x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, d)).astype(tokens.dtype), tokens], 1)
         pos = self.param("pos_embedding", nn.initializers.normal(0.02), (1, t + 1, d))
         x = nn.Dropout(c.dropout, deterministic=not train)(x + pos.astype(x.dtype))
-        x = Encoder(
-            c.num_layers,
-            c.num_heads,
-            c.mlp_size,
-            c.dropout,
-            c.attention_dropout,
-            self.dtype,
-            name="encoder",
-        )(x, None, train=train)
+        x = Encoder.from_config(c, self.dtype)(x, None, train=train)
         logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x[:, :1])
         return logits.astype(jnp.float32)
 
@@ -203,15 +208,7 @@ class SequentialScanLineEncoder(nn.Module):
         pos = self.param("pos_embedding", nn.initializers.normal(0.02), (1, t, d))
         x = nn.Dropout(c.dropout, deterministic=not train)(tokens + pos.astype(tokens.dtype))
         mask = jnp.asarray(causal_mask(t, c.window))
-        x = Encoder(
-            c.num_layers,
-            c.num_heads,
-            c.mlp_size,
-            c.dropout,
-            c.attention_dropout,
-            self.dtype,
-            name="encoder",
-        )(x, mask, train=train)
+        x = Encoder.from_config(c, self.dtype)(x, mask, train=train)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
 
     @staticmethod
