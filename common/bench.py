@@ -18,6 +18,7 @@ device bigger than this one. Prints a table and writes JSON. Every speed figure 
 comes from here.
 """
 
+import functools
 import importlib
 import json
 import logging
@@ -26,6 +27,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -92,12 +94,14 @@ def measure_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2.0 * n**3 / best
 
 
-def example_batch(task: Task, config: ml_collections.ConfigDict, global_batch: int) -> dict:
+def example_batch(
+    task: Task, config: ml_collections.ConfigDict, global_batch: int, datasets: Callable
+) -> dict:
     """A full global batch: the task's synthetic one if it offers it, else real data."""
     batch = task.synthetic_batch(global_batch, np.random.default_rng(0))
     if batch is not None:
         return {k: np.asarray(v) for k, v in batch.items()}
-    data = task.datasets()
+    data = datasets()
     return next(
         data.train.batches(
             epoch=0, start_step=0, global_batch_size=global_batch, process_index=0, process_count=1
@@ -105,9 +109,11 @@ def example_batch(task: Task, config: ml_collections.ConfigDict, global_batch: i
     )
 
 
-def time_input(task: Task, config, mesh, num_batches: int, stacked: bool) -> dict[str, float]:
+def time_input(
+    datasets: Callable, config, mesh, num_batches: int, stacked: bool
+) -> dict[str, float]:
     """Host input pipeline + device placement alone, in examples/s."""
-    data = task.datasets()
+    data = datasets()
     batches = data.train.batches(
         epoch=0,
         start_step=0,
@@ -127,46 +133,46 @@ def time_input(task: Task, config, mesh, num_batches: int, stacked: bool) -> dic
 
 
 def _build(config: ml_collections.ConfigDict):
-    """(task, mesh, one full host batch, the loop's compiled steps) for `config`."""
+    """Task, mesh, the task's datasets (built at most once), one full batch placed on the
+    devices, and the loop's steps for `config`: what both the timed and the compile-only
+    benchmark start from."""
     task = load_task_class(config)(config)
     mesh = parallel.make_mesh(config.get("num_devices"))
     parallel.per_device_batch(int(config.batch_size), mesh)
-    host_batch = example_batch(task, config, int(config.batch_size))
+    datasets = functools.cache(task.datasets)
+    host_batch = example_batch(task, config, int(config.batch_size), datasets)
     small = {k: np.asarray(v)[:2] for k, v in host_batch.items()}
     built = build_steps(task, config, mesh, small, steps_per_epoch=1000, total_steps=10**6)
-    return task, mesh, host_batch, built
+    batch = parallel.place_batch(host_batch, mesh, stacked=built.stacked)
+    return task, mesh, datasets, batch, built
 
 
-def compile_only(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Compiles the train step on abstract shapes and reports XLA's memory and FLOP figures.
-
-    Nothing the size of the model is allocated, so this sizes a step for a bigger device than
-    the one it runs on (e.g. full512 at batch 16 on a laptop). The byte counts are XLA's buffer
-    assignment for *this* backend; another backend's differ, but arguments scale the same.
-    """
-    task, mesh, host_batch, built = _build(config)
-    global_batch = int(config.batch_size)
-    state = jax.eval_shape(built.init_state)
-    batch = jax.eval_shape(lambda: parallel.place_batch(host_batch, mesh, stacked=built.stacked))
-    acc = jax.eval_shape(built.new_metrics)
+def _compile(built, state, batch, acc):
+    """(lowered, compiled, lower seconds, compile seconds) of the loop's train step."""
     t0 = time.perf_counter()
     lowered = built.train_step.lower(state, batch, acc)
     lower_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    memory = lowered.compile().memory_analysis()
-    compile_s = time.perf_counter() - t0
+    compiled = lowered.compile()
+    return lowered, compiled, lower_s, time.perf_counter() - t0
+
+
+def _describe(config, task, mesh, state, lowered, compiled, lower_s, compile_s) -> dict:
+    """The fields every bench record has: what ran, where, its size, FLOPs and XLA memory."""
     per_example = task.flops_per_example()
-    fields = ("argument", "output", "alias", "temp")
-    sizes = {f"xla_{k}_bytes": getattr(memory, f"{k}_size_in_bytes", None) for k in fields}
+    global_batch = int(config.batch_size)
+    memory = compiled.memory_analysis()
+    sizes = {
+        f"xla_{k}_bytes": getattr(memory, f"{k}_size_in_bytes", None)
+        for k in ("argument", "output", "alias", "temp")
+    }
     live = None
-    if None not in sizes.values():
-        # Donated state aliases its output, so it is counted once.
-        live = sum(sizes[f"xla_{k}_bytes"] for k in ("argument", "output", "temp"))
+    if None not in sizes.values():  # donated state aliases its output: count it once
+        live = sizes["xla_argument_bytes"] + sizes["xla_output_bytes"] + sizes["xla_temp_bytes"]
         live -= sizes["xla_alias_bytes"]
     return {
         "config": config.get("task"),
         "profile": config.get("profile"),
-        "mode": "compile_only",
         "device_kind": jax.devices()[0].device_kind,
         "platform": jax.devices()[0].platform,
         "num_devices": mesh.size,
@@ -183,32 +189,38 @@ def compile_only(config: ml_collections.ConfigDict) -> dict[str, Any]:
         **sizes,
         "xla_live_bytes": live,
         "versions": _versions(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "host": platform.node(),
+        "cpu_count": os.cpu_count(),
     }
+
+
+def compile_only(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Compiles the train step on abstract shapes and reports XLA's memory and FLOP figures.
+
+    Nothing the size of the model is allocated, so this sizes a step for a bigger device than
+    the one it runs on (e.g. full512 at batch 16 on a laptop). The byte counts are XLA's buffer
+    assignment for *this* backend; another backend's differ, but arguments scale the same.
+    """
+    task, mesh, _, batch, built = _build(config)
+    state = jax.eval_shape(built.init_state)
+    compiled = _compile(built, state, batch, jax.eval_shape(built.new_metrics))
+    return {"mode": "compile_only", **_describe(config, task, mesh, state, *compiled)}
 
 
 def benchmark(
     config: ml_collections.ConfigDict, *, steps: int = 20, warmup: int = 3, input_batches: int = 0
 ) -> dict[str, Any]:
     """Runs the benchmark and returns its record (see module docstring)."""
-    task, mesh, host_batch, built = _build(config)
-    global_batch = int(config.batch_size)
+    task, mesh, datasets, batch, built = _build(config)
 
     t0 = time.perf_counter()
     state = built.init_state()
     jax.block_until_ready(state)
     init_s = time.perf_counter() - t0
-    batch = parallel.place_batch(host_batch, mesh, stacked=built.stacked)
     acc = built.new_metrics()
-
-    t0 = time.perf_counter()
-    lowered = built.train_step.lower(state, batch, acc)
-    lower_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    compiled = lowered.compile()
-    compile_s = time.perf_counter() - t0
-    xla_flops = _flops(lowered.cost_analysis())
-    memory = compiled.memory_analysis()
+    lowered, compiled, lower_s, compile_s = _compile(built, state, batch, acc)
+    record = _describe(config, task, mesh, state, lowered, compiled, lower_s, compile_s)
 
     with metrics_lib.CompileCounter() as compiles:
         for _ in range(warmup):
@@ -221,50 +233,31 @@ def benchmark(
             jax.block_until_ready(state)
             times.append(time.perf_counter() - t0)
     step_s = statistics.median(times)
-    per_example = task.flops_per_example()
-    analytic = None if per_example is None else float(per_example) * global_batch
-    dtype = compute_dtype(config)
-    peak, peak_source = device_peak_flops(dtype)
+    analytic = record["analytic_flops_per_step"]
+    peak, peak_source = device_peak_flops(compute_dtype(config))
     n_dev = mesh.size
-    useful = analytic if analytic is not None else xla_flops
-    record: dict[str, Any] = {
-        "config": config.get("task"),
-        "profile": config.get("profile"),
-        "device_kind": jax.devices()[0].device_kind,
-        "platform": jax.devices()[0].platform,
-        "num_devices": n_dev,
-        "parallel": config.parallel,
-        "dtype": dtype_name(dtype),
-        "global_batch": global_batch,
-        "num_params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params))),
-        "init_s": init_s,
-        "lower_s": lower_s,
-        "compile_s": compile_s,
-        "step_ms_median": step_s * 1e3,
-        "step_ms_p10": float(np.percentile(times, 10)) * 1e3,
-        "step_ms_p90": float(np.percentile(times, 90)) * 1e3,
-        "timed_steps": steps,
-        "warmup_steps": warmup,
-        "examples_per_sec": global_batch / step_s,
-        "steps_per_sec": 1.0 / step_s,
-        "xla_flops_per_step": xla_flops,
-        "analytic_flops_per_step": analytic,
-        "achieved_tflops_per_device": (useful / step_s / n_dev / 1e12) if useful else None,
-        "peak_tflops_per_device": peak / 1e12,
-        "peak_source": peak_source,
-        "mfu": (useful / step_s / n_dev / peak) if useful and peak == peak else None,
-        "mfu_flops_source": "analytic" if analytic is not None else "xla cost analysis",
-        "compilations_during_timing": compiles.count,
-        "xla_temp_bytes": getattr(memory, "temp_size_in_bytes", None),
-        "xla_argument_bytes": getattr(memory, "argument_size_in_bytes", None),
-        "device_peak_bytes": (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use"),
-        "versions": _versions(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "host": platform.node(),
-        "cpu_count": os.cpu_count(),
-    }
+    useful = analytic if analytic is not None else record["xla_flops_per_step"]
+    record.update(
+        {
+            "init_s": init_s,
+            "step_ms_median": step_s * 1e3,
+            "step_ms_p10": float(np.percentile(times, 10)) * 1e3,
+            "step_ms_p90": float(np.percentile(times, 90)) * 1e3,
+            "timed_steps": steps,
+            "warmup_steps": warmup,
+            "examples_per_sec": int(config.batch_size) / step_s,
+            "steps_per_sec": 1.0 / step_s,
+            "achieved_tflops_per_device": (useful / step_s / n_dev / 1e12) if useful else None,
+            "peak_tflops_per_device": peak / 1e12,
+            "peak_source": peak_source,
+            "mfu": (useful / step_s / n_dev / peak) if useful and peak == peak else None,
+            "mfu_flops_source": "analytic" if analytic is not None else "xla cost analysis",
+            "compilations_during_timing": compiles.count,
+            "device_peak_bytes": (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use"),
+        }
+    )
     if input_batches:
-        record.update(time_input(task, config, mesh, input_batches, built.stacked))
+        record.update(time_input(datasets, config, mesh, input_batches, built.stacked))
     return record
 
 

@@ -41,9 +41,15 @@ def test_analyze_cli_errors_clearly(tmp_path, capsys):
     assert "no metrics.jsonl" in capsys.readouterr().err
 
 
-def test_bench_times_the_real_step_without_recompiling():
+def test_bench_times_the_real_step_without_recompiling(monkeypatch):
+    from tests.common.tiny_task import TinyTask
+
+    built = []
+    original = TinyTask.datasets
+    monkeypatch.setattr(TinyTask, "datasets", lambda self: built.append(1) or original(self))
     config = tiny_config.get_config()
     record = bench.benchmark(config, steps=5, warmup=2, input_batches=3)
+    assert len(built) == 1  # the example batch and the input timing share one build
     assert record["compilations_during_timing"] == 0
     assert record["global_batch"] == 32 and record["num_params"] == 195
     assert record["step_ms_median"] > 0 and record["examples_per_sec"] > 0
