@@ -33,6 +33,20 @@ def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch, 0x5EED]).permutation(num_examples)
 
 
+def fixed_size_chunks(num_rows: int, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Row indices of each chunk of ``range(num_rows)`` and how many of them are real.
+
+    For offline tools that run a jitted function over a whole array: every chunk has the same
+    size, so the function compiles once; the last one is filled by wrapping round to row 0
+    (real rows, so nothing degenerate is computed) and callers keep ``out[:real]``. A set
+    smaller than ``batch_size`` is one chunk of its own size: a second compile costs less than
+    computing rows that are thrown away.
+    """
+    size = max(1, min(int(batch_size), int(num_rows)))
+    for start in range(0, num_rows, size):
+        yield np.arange(start, start + size) % num_rows, min(size, num_rows - start)
+
+
 class ArraySource:
     """Train source over in-memory arrays with a leading example axis (all the same length).
 

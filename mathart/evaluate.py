@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common.data import fixed_size_chunks
 from mathart import losses
 from mathart.input_pipeline import Split
 
@@ -66,14 +67,7 @@ def _geometry_pairs(a: jax.Array, b: jax.Array) -> jax.Array:
 
 def _pairwise(fn, a: np.ndarray, b: np.ndarray, chunk: int = 512) -> np.ndarray:
     """fn over rows of two equally long uint8 stacks, in fixed-size chunks (one compile)."""
-    out = []
-    for start in range(0, len(a), chunk):
-        x, y = a[start : start + chunk], b[start : start + chunk]
-        n = len(x)
-        if n < chunk and len(a) > chunk:  # pad the last chunk to the compiled size
-            x = np.concatenate([x, np.zeros((chunk - n, *x.shape[1:]), x.dtype)])
-            y = np.concatenate([y, np.zeros((chunk - n, *y.shape[1:]), y.dtype)])
-        out.append(np.asarray(fn(x, y))[:n])
+    out = [np.asarray(fn(a[i], b[i]))[:real] for i, real in fixed_size_chunks(len(a), chunk)]
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
@@ -207,19 +201,14 @@ def _generate_all(generate, params, split: Split, batch: int, rng) -> np.ndarray
     from mathart.sample import to_uint8
 
     out = []
-    n = len(split)
-    # A set smaller than one batch is generated at its own size: one more compile is far
-    # cheaper than sampling the padding rows (50 network calls each).
-    batch = min(batch, n)
-    for i, start in enumerate(range(0, n, batch)):
-        idx = np.arange(start, start + batch) % n  # fixed shape: pad by wrapping
+    for i, (idx, real) in enumerate(fixed_size_chunks(len(split), batch)):
         images = generate(
             params,
             split.arrays["tokens"][idx],
             split.arrays["style"][idx],
             jax.random.fold_in(rng, i),
         )
-        out.append(to_uint8(images)[: min(batch, n - start)])
+        out.append(to_uint8(images)[:real])
     return np.concatenate(out)
 
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common.checkpoint import load_run
+from common.data import fixed_size_chunks
 from scanline import eval_metrics, input_pipeline, loaders
 from scanline import model as model_lib
 
@@ -29,13 +30,10 @@ def predict(config, params, images: np.ndarray, batch: int = 256) -> np.ndarray:
     num_classes = int(params["head"]["kernel"].shape[-1])
     model = model_lib.build_model(config.model, num_classes, jnp.float32)
     apply = jax.jit(lambda p, x: jax.nn.softmax(model.apply({"params": p}, x, train=False)[:, -1]))
-    out = []
-    for s in range(0, len(images), batch):
-        chunk = images[s : s + batch]
-        pad = batch - len(chunk)
-        if pad:  # one compiled shape for every batch
-            chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-        out.append(np.asarray(apply(params, jnp.asarray(chunk)), np.float64)[: batch - pad])
+    out = [
+        np.asarray(apply(params, jnp.asarray(images[idx])), np.float64)[:real]
+        for idx, real in fixed_size_chunks(len(images), batch)
+    ]
     return np.concatenate(out)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from common import analyze, bench
-from common.data import ArrayEvalSource, ArraySource
+from common.data import ArrayEvalSource, ArraySource, fixed_size_chunks
 from tests.common import tiny_config
 from tests.common.conftest import run
 
@@ -186,3 +186,14 @@ def test_confusion_matrix_metric_counts_unmasked_examples_and_renders():
     np.testing.assert_array_equal(np.asarray(cm.compute()), expected)
     image = confusion_matrix_image(expected, ["a", "b", "c"], "title")
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3
+
+
+def test_fixed_size_chunks_cover_every_row_once_in_one_shape():
+    chunks = list(fixed_size_chunks(10, 4))
+    assert [idx.tolist() for idx, _ in chunks] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 1]]
+    assert [real for _, real in chunks] == [4, 4, 2]
+    kept = np.concatenate([idx[:real] for idx, real in chunks])
+    np.testing.assert_array_equal(kept, np.arange(10))
+    # A set smaller than a batch runs at its own size: no padding rows are computed.
+    assert [(idx.tolist(), real) for idx, real in fixed_size_chunks(3, 100)] == [([0, 1, 2], 3)]
+    assert list(fixed_size_chunks(0, 8)) == []
