@@ -787,9 +787,30 @@ def _instrument(p: dict, g: dict, z: np.ndarray, rng: np.random.Generator) -> np
     return z.astype(np.float32)
 
 
-def _render_job(args):
-    params, defects, size, seed, chunk_index = args
+def chunk_slices(n: int) -> list[np.ndarray]:
+    """Image indices of each rendering chunk of an n-image dataset, in order."""
+    return [np.arange(s, min(s + CHUNK, n)) for s in range(0, n, CHUNK)]
+
+
+def chunk_params(p: dict, idx: np.ndarray) -> dict:
+    """The per-image parameters of the images `idx` (the defect table is passed separately)."""
+    return _take(p, idx)
+
+
+def render_dataset_chunk(
+    params: dict, defects: dict, size: int, seed: int, chunk_index: int
+) -> np.ndarray:
+    """Renders chunk `chunk_index` of a dataset with its own noise stream, as `generate` does.
+
+    Changing a parameter that draws no random numbers (e.g. switching a double tip's ghost off)
+    and rendering again gives the same image with identical noise: a counterfactual twin
+    (`scanline.twins`).
+    """
     return render_chunk(params, defects, size, (seed, 0xC0DE, chunk_index))
+
+
+def _render_job(args):
+    return render_dataset_chunk(*args)
 
 
 def generate(
@@ -806,10 +827,7 @@ def generate(
         raise ValueError(f"--size must be >= 16 pixels, got {size}")
     p = sample_parameters(n, seed, shares, copies)
     defects = p.pop("defects")
-    jobs = [
-        (_take(p, np.arange(s, min(s + CHUNK, n))), defects, size, seed, c)
-        for c, s in enumerate(range(0, n, CHUNK))
-    ]
+    jobs = [(chunk_params(p, idx), defects, size, seed, c) for c, idx in enumerate(chunk_slices(n))]
     if workers > 1 and len(jobs) > 1:
         # "spawn": forking a process that has JAX threads running can deadlock.
         ctx = multiprocessing.get_context("spawn")
