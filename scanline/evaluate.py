@@ -117,9 +117,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         "checkpoint_step": run.step,
         **report(run.config, run.params, args.data),
     }
-    text = json.dumps(rep, indent=1)
-    if args.out:
-        with open(args.out, "w") as f:
+    write_report(rep, args.out)
+
+
+def write_report(report: dict, out: str | None) -> None:
+    """Prints a JSON report to stdout and, when `out` is given, writes it there too."""
+    text = json.dumps(report, indent=1)
+    if out:
+        with open(out, "w") as f:
             f.write(text)
     print(text, file=sys.stdout)
 

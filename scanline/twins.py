@@ -25,13 +25,13 @@ where d' is large, the model, not the generator, is what falls short.
 
 import argparse
 import itertools
-import json
-import sys
 from collections.abc import Sequence
 
 import numpy as np
 
+from common.checkpoint import load_run
 from scanline import input_pipeline, synth
+from scanline.evaluate import predict, write_report
 
 D_PRIME_BANDS = (0.0, 1.0, 3.0, 10.0, 30.0, np.inf)
 
@@ -124,19 +124,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     twins = double_tip_twins(args.n, args.seed, size=args.size)
     preds = twin_preds = None
     if args.run:
-        from common.checkpoint import load_run
-        from scanline.evaluate import predict
-
         run = load_run(args.run, args.which)
         preds = predict(run.config, run.params, twins["image"]).argmax(1)
         twin_preds = predict(run.config, run.params, twins["twin"]).argmax(1)
     summary = {"n": args.n, "seed": args.seed, "run": args.run}
     summary.update(summarize(twins, preds, twin_preds))
-    text = json.dumps(summary, indent=1)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    print(text, file=sys.stdout)
+    write_report(summary, args.out)
 
 
 if __name__ == "__main__":
