@@ -1,0 +1,37 @@
+"""Every scanline profile builds its model on 128x128 scans (shapes only, nothing compiled),
+and the CPU profiles have the parameter counts the README's tables quote."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import scanline as scanline_configs
+from scanline import model as model_lib
+
+README_PARAMS = {
+    "vit_cpu": 150_852,
+    "sequential_cpu": 146_052,
+    "lrcn_cpu": 166_332,
+    "lrcn_full_cpu": 2_236_148,
+}
+
+
+@pytest.mark.parametrize("profile", scanline_configs.PROFILES)
+def test_profile_builds_and_reads_out_after_the_last_line(profile):
+    cfg = scanline_configs.get_config(profile).model
+    model = model_lib.build_model(cfg, 4, jnp.float32)
+    lines = jax.ShapeDtypeStruct((2, 128, 128), jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), lines)
+    logits = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, lines)
+    seen = model_lib.lines_seen(cfg, 128)
+    assert logits.shape == (2, len(seen), 4)
+    assert seen[-1] == 128
+    count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
+    if profile in README_PARAMS:
+        assert count == README_PARAMS[profile]
+
+
+def test_full_frame_lrcn_is_one_window():
+    cfg = scanline_configs.get_config("lrcn_full_cpu").model
+    np.testing.assert_array_equal(model_lib.window_starts(cfg, 128), [0])
