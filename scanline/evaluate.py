@@ -1,6 +1,7 @@
 """Evaluate a trained run's checkpoint on a data file, with a per-subtype breakdown.
 
-    python -m scanline.evaluate RUN_DIR --data FILE.npz [--which best|latest] [--out report.json]
+    python -m scanline.evaluate RUN_DIR --data FILE.npz [--which best|latest] [--hflip_tta]
+        [--out report.json]
 
 Loads the run's config and params (`common.checkpoint.load_run`), reads FILE with the run's
 loader settings, applies the same per-line z-score, and prints accuracy, balanced accuracy,
@@ -25,11 +26,23 @@ from scanline import eval_metrics, input_pipeline, loaders
 from scanline import model as model_lib
 
 
-def predict(config, params, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Probabilities at the last read-out, float64 [N, K], for z-scored images [N, T, L]."""
+def predict(
+    config, params, images: np.ndarray, batch: int = 256, *, hflip_tta: bool = False
+) -> np.ndarray:
+    """Probabilities at the last read-out, float64 [N, K], for z-scored images [N, T, L].
+
+    With `hflip_tta`, the mean of the probabilities for each image and its mirror along the
+    scan line (the retrace direction, which the training augmentation already shows the model).
+    """
     num_classes = int(params["head"]["kernel"].shape[-1])
     model = model_lib.build_model(config.model, num_classes, jnp.float32)
-    apply = jax.jit(lambda p, x: jax.nn.softmax(model.apply({"params": p}, x, train=False)[:, -1]))
+
+    def probs(p, x):
+        return jax.nn.softmax(model.apply({"params": p}, x, train=False)[:, -1])
+
+    apply = jax.jit(
+        (lambda p, x: (probs(p, x) + probs(p, x[..., ::-1])) / 2) if hflip_tta else probs
+    )
     out = [
         np.asarray(apply(params, jnp.asarray(images[idx])), np.float64)[:real]
         for idx, real in fixed_size_chunks(len(images), batch)
@@ -37,7 +50,7 @@ def predict(config, params, images: np.ndarray, batch: int = 256) -> np.ndarray:
     return np.concatenate(out)
 
 
-def report(config, params, path: str) -> dict:
+def report(config, params, path: str, *, hflip_tta: bool = False) -> dict:
     d = config.data
     data = loaders.load_file(
         path,
@@ -50,13 +63,14 @@ def report(config, params, path: str) -> dict:
     images = data.images
     if d.normalize == "per_line":
         images = input_pipeline.zscore_lines(images, float(d.eps))
-    probs = predict(config, params, images)
+    probs = predict(config, params, images, hflip_tta=hflip_tta)
     k = probs.shape[1]
     preds = probs.argmax(1)
     cm = eval_metrics.confusion_matrix(data.labels, preds, k)
     auroc, per_class_auroc = eval_metrics.macro_ovr_auroc(data.labels, probs)
     out = {
         "file": path,
+        "hflip_tta": hflip_tta,
         "num_examples": len(preds),
         "accuracy": float(np.trace(cm) / cm.sum()),
         "balanced_accuracy": eval_metrics.balanced_accuracy(cm),
@@ -109,13 +123,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--data", required=True, help="NPZ or MAT/HDF5 file to evaluate on")
     parser.add_argument("--which", default="best", choices=("best", "latest"))
+    parser.add_argument(
+        "--hflip_tta",
+        action="store_true",
+        help="average each image's probabilities with its mirror along the line",
+    )
     parser.add_argument("--out", help="write the report as JSON here")
     args = parser.parse_args(argv)
     run = load_run(args.run_dir, args.which)
     rep = {
         "run": args.run_dir,
         "checkpoint_step": run.step,
-        **report(run.config, run.params, args.data),
+        **report(run.config, run.params, args.data, hflip_tta=args.hflip_tta),
     }
     write_report(rep, args.out)
 

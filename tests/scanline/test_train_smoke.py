@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import configs.scanline as cfgmod
+from common.checkpoint import load_run
 from common.train import train_and_evaluate
-from scanline import sweep
+from scanline import evaluate, input_pipeline, sweep, synth
 from scanline.main import timestamped_workdir
 from scanline.task import ScanlineTask
 
@@ -100,3 +101,30 @@ def test_timestamped_workdir(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "324891")
     path = timestamped_workdir(None)
     assert path.startswith("checkpoints" + os.sep) and path.endswith("_j324891")
+
+
+def test_evaluate_reproduces_the_loops_final_test(tmp_path, smoke_data_dir):
+    config = _smoke(smoke_data_dir, "lrcn")
+    result = train_and_evaluate(ScanlineTask, config, str(tmp_path))
+    run = load_run(str(tmp_path), "best")
+    s = config.synth
+    test_file = input_pipeline.synthetic_path(
+        config.data_dir, s.test_n, s.test_seed, config.data.line_length, 1, s.shares
+    )
+    rep = evaluate.report(run.config, run.params, test_file)
+    fm = result.final_metrics
+    assert rep["num_examples"] == fm["final/test/num_examples"]
+    for key in ("accuracy", "balanced_accuracy", "auroc"):
+        np.testing.assert_allclose(rep[key], fm[f"final/test/{key}"], rtol=1e-6, err_msg=key)
+    assert set(rep["recall_by_subtype"]) <= set(synth.SUBTYPE_NAMES)
+
+    # Mirror test-time augmentation = the mean of the two single-view probabilities.
+    images = input_pipeline.zscore_lines(np.load(test_file)["images"])
+    plain = evaluate.predict(run.config, run.params, images)
+    mirrored = evaluate.predict(run.config, run.params, images[..., ::-1])
+    np.testing.assert_allclose(
+        evaluate.predict(run.config, run.params, images, hflip_tta=True),
+        (plain + mirrored) / 2,
+        rtol=1e-5,
+        atol=1e-7,
+    )
