@@ -179,7 +179,7 @@ def _describe(config, task, mesh, state, lowered, compiled, lower_s, compile_s) 
         "parallel": config.parallel,
         "dtype": dtype_name(compute_dtype(config)),
         "global_batch": global_batch,
-        "num_params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params))),
+        "num_params": parallel.tree_size(state.params),
         "lower_s": lower_s,
         "compile_s": compile_s,
         "xla_flops_per_step": _flops(lowered.cost_analysis()),

@@ -136,5 +136,10 @@ def place_batch(local_batch: dict, mesh: Mesh, *, stacked: bool = False) -> dict
     return {k: put(v) for k, v in local_batch.items()}
 
 
+def tree_size(tree) -> int:
+    """Number of elements in a pytree of arrays or shape structs (e.g. parameter count)."""
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
 def tree_bytes(tree) -> int:
     return sum(int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))

@@ -260,7 +260,7 @@ def train_and_evaluate(
         from clu import parameter_overview
 
         parameter_overview.log_parameter_overview(state.params, msg="parameters")
-        n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+        n_params = parallel.tree_size(state.params)
         writer.hparams({**metrics_lib.flatten_config(config.to_dict()), "num_params": n_params})
         logging.info("%d parameters (%.2f MB float32)", n_params, n_params * 4 / 2**20)
 

@@ -130,6 +130,13 @@ def synthetic_path(data_dir: str, n: int, seed: int, size: int, copies: int, sha
     return os.path.join(os.path.expanduser(data_dir), name)
 
 
+def synthetic_file(config: ml_collections.ConfigDict, n: int, seed: int) -> str:
+    """Where the synthetic set of `n` images from `seed` is cached for this config."""
+    data_dir = config.data_dir or "~/.cache/jaxfam/scanline"
+    s = config.synth
+    return synthetic_path(data_dir, n, seed, int(config.data.line_length), s.copies, s.shares)
+
+
 def _synthetic(config: ml_collections.ConfigDict, n: int, seed: int) -> loaders.ScanData:
     s, d = config.synth, config.data
     size = int(d.line_length)
@@ -138,8 +145,7 @@ def _synthetic(config: ml_collections.ConfigDict, n: int, seed: int) -> loaders.
             f"the synthetic generator makes square images; data.lines_per_image="
             f"{d.lines_per_image} must equal data.line_length={size} (or be unset)"
         )
-    data_dir = config.data_dir or "~/.cache/jaxfam/scanline"
-    path = synthetic_path(data_dir, n, seed, size, s.copies, s.shares)
+    path = synthetic_file(config, n, seed)
     if not os.path.isfile(path):
         logging.info("generating %d synthetic images (seed %d) into %s", n, seed, path)
         data = synth.generate(

@@ -19,6 +19,8 @@ each position has seen (`lines_seen`, [P] ints): the image prediction is the las
   lines through a small VGG-like 2-D CNN (first conv 7x7 stride 2; blocks of two 3x3 convs and a
   2x2 max-pool with 32/64/128 filters), rolled down the scan with `window_stride`, the window
   features fed to an LSTM with 256 units, a linear head at every step. P = number of windows.
+  ``lrcn_window = 0`` makes the window the whole scan (P = 1): Gordon et al.'s full-image CNN,
+  with the LSTM cell as a one-step gated head.
 
 Parameters are float32; compute runs in `dtype` (`common.precision.compute_dtype`); logits are
 returned in float32.
@@ -240,9 +242,17 @@ class WindowCNN(nn.Module):
         return x.reshape(x.shape[0], -1)
 
 
+def window_length(cfg: ml_collections.ConfigDict, num_lines: int) -> int:
+    """Lines per LRCN window: ``lrcn_window``, or every line of the scan when it is 0."""
+    w = int(cfg.lrcn_window)
+    if w < 0:
+        raise ValueError(f"config.model.lrcn_window must be >= 0 (0 = whole scan), got {w}")
+    return w or num_lines
+
+
 def window_starts(cfg: ml_collections.ConfigDict, num_lines: int) -> np.ndarray:
     """First line of each LRCN window; the last window always ends at the last line."""
-    w, s = cfg.lrcn_window, cfg.lrcn_stride
+    w, s = window_length(cfg, num_lines), cfg.lrcn_stride
     if w > num_lines:
         raise ValueError(
             f"config.model.lrcn_window={w} is longer than the {num_lines} lines of an image"
@@ -266,12 +276,12 @@ class LRCN(nn.Module):
     def __call__(self, lines, *, train: bool):
         c = self.cfg
         b, t, length = lines.shape
-        starts = window_starts(c, t)
-        idx = starts[:, None] + np.arange(c.lrcn_window)[None, :]  # [P, W]
+        starts, w = window_starts(c, t), window_length(c, t)
+        idx = starts[:, None] + np.arange(w)[None, :]  # [P, W]
         windows = lines[:, idx]  # [B, P, W, L]
         p = len(starts)
         feats = WindowCNN(tuple(c.cnn_channels), self.dtype, name="cnn")(
-            windows.reshape(b * p, c.lrcn_window, length, 1).astype(self.dtype)
+            windows.reshape(b * p, w, length, 1).astype(self.dtype)
         )
         feats = nn.Dropout(c.dropout, deterministic=not train)(feats.reshape(b, p, -1))
         hidden = nn.RNN(
@@ -283,7 +293,7 @@ class LRCN(nn.Module):
 
     @staticmethod
     def lines_seen(cfg: ml_collections.ConfigDict, num_lines: int) -> np.ndarray:
-        return window_starts(cfg, num_lines) + cfg.lrcn_window
+        return window_starts(cfg, num_lines) + window_length(cfg, num_lines)
 
 
 MODELS = {"vit": ScanLineEncoder, "sequential": SequentialScanLineEncoder, "lrcn": LRCN}
@@ -346,7 +356,7 @@ def forward_macs(cfg: ml_collections.ConfigDict, num_lines: int, line_length: in
         heads = (1 if cfg.name == "vit" else num_lines) * d * k
         return num_lines * tokenizer_macs() + cfg.num_layers * per_layer + heads
     if cfg.name == "lrcn":
-        h, w, cin, total = cfg.lrcn_window, line_length, 1, 0
+        h, w, cin, total = window_length(cfg, num_lines), line_length, 1, 0
         for block, width in enumerate(cfg.cnn_channels):
             for layer in range(2):
                 first = block == 0 and layer == 0

@@ -344,7 +344,8 @@ def _sample_instrument(rng: np.random.Generator, n: int) -> dict[str, np.ndarray
 # ----------------------------------------------------------------------------------------------
 # Rendering (vectorised over a chunk of images)
 # ----------------------------------------------------------------------------------------------
-def _take(params: dict, idx: np.ndarray) -> dict:
+def select_images(params: dict, idx: np.ndarray) -> dict:
+    """The per-image parameters of images `idx` (the defect table travels separately)."""
     return {k: v[idx] for k, v in params.items() if k != "defects"}
 
 
@@ -568,7 +569,7 @@ def _render_state(p: dict, dfx: dict, g: dict, tip: str, shift_x, shift_y) -> np
     """The scan through one tip state (prefix 'a_' or 'b_'): lattice, step, defects, apex."""
 
     def surface(sx, sy, sig_u, sig_v, sel=None):
-        q = p if sel is None else _take(p, sel)
+        q = p if sel is None else select_images(p, sel)
         gg = (
             g
             if sel is None
@@ -582,7 +583,7 @@ def _render_state(p: dict, dfx: dict, g: dict, tip: str, shift_x, shift_y) -> np
         z = _lattice(q, gg, sig_u, sig_v, *args, sx, sy)
         steps = np.nonzero(q["has_step"])[0]
         if len(steps):
-            qs = _take(q, steps)
+            qs = select_images(q, steps)
             gs = {
                 **{k: v[steps] for k, v in gg.items() if k not in ("b", "size")},
                 "b": len(steps),
@@ -662,7 +663,7 @@ def render_chunk(p: dict, defects: dict, size: int, noise_seed: Sequence[int]) -
     # Tip change at line k, pixel i: state B (laterally jumped) plus a height step from there on.
     tc = np.nonzero(p["tip_change"])[0]
     if len(tc):
-        q = _take(p, tc)
+        q = select_images(p, tc)
         gq = {
             **{k: v[tc] for k, v in g.items() if k not in ("b", "size")},
             "b": len(tc),
@@ -792,21 +793,17 @@ def chunk_slices(n: int) -> list[np.ndarray]:
     return [np.arange(s, min(s + CHUNK, n)) for s in range(0, n, CHUNK)]
 
 
-def chunk_params(p: dict, idx: np.ndarray) -> dict:
-    """The per-image parameters of the images `idx` (the defect table is passed separately)."""
-    return _take(p, idx)
-
-
 def render_dataset_chunk(
-    params: dict, defects: dict, size: int, seed: int, chunk_index: int
+    params: dict, defects: dict, size: int, seed: int, chunk_index: int, noise_stream: int = 0
 ) -> np.ndarray:
-    """Renders chunk `chunk_index` of a dataset with its own noise stream, as `generate` does.
+    """Renders chunk `chunk_index` of a dataset with its own noise, as `generate` does.
 
     Changing a parameter that draws no random numbers (e.g. switching a double tip's ghost off)
     and rendering again gives the same image with identical noise: a counterfactual twin
-    (`scanline.twins`).
+    (`scanline.twins`). `noise_stream` > 0 draws other noise for the same images.
     """
-    return render_chunk(params, defects, size, (seed, 0xC0DE, chunk_index))
+    stream = (seed, 0xC0DE, chunk_index) + ((noise_stream,) if noise_stream else ())
+    return render_chunk(params, defects, size, stream)
 
 
 def _render_job(args):
@@ -827,7 +824,9 @@ def generate(
         raise ValueError(f"--size must be >= 16 pixels, got {size}")
     p = sample_parameters(n, seed, shares, copies)
     defects = p.pop("defects")
-    jobs = [(chunk_params(p, idx), defects, size, seed, c) for c, idx in enumerate(chunk_slices(n))]
+    jobs = [
+        (select_images(p, idx), defects, size, seed, c) for c, idx in enumerate(chunk_slices(n))
+    ]
     if workers > 1 and len(jobs) > 1:
         # "spawn": forking a process that has JAX threads running can deadlock.
         ctx = multiprocessing.get_context("spawn")

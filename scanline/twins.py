@@ -63,14 +63,17 @@ def double_tip_twins(
         local = np.nonzero(p["ghost"][idx])[0]
         if not len(local):
             continue
-        params = synth.chunk_params(p, idx)
+        params = synth.select_images(p, idx)
         no_ghost = {**params, "ghost": np.zeros_like(params["ghost"])}
         out["index"].append(idx[local])
+        # Image and twin must share the chunk's noise draws, so both render the whole chunk.
         out["image"].append(synth.render_dataset_chunk(params, defects, size, seed, c)[local])
         out["twin"].append(synth.render_dataset_chunk(no_ghost, defects, size, seed, c)[local])
-        # Another noise stream for the same images: their difference is noise only.
-        other = synth.render_chunk(params, defects, size, (seed, 0xC0DE, c, 1))
-        out["renoised"].append(other[local])
+        # Other noise for the same images (their difference is noise only): these images alone.
+        doubles = synth.select_images(params, local)
+        out["renoised"].append(
+            synth.render_dataset_chunk(doubles, defects, size, seed, c, noise_stream=1)
+        )
     if not out["index"]:
         raise ValueError(f"the dataset (n={n}, seed={seed}) has no double-tip images; raise --n")
     res = {k: np.concatenate(v) for k, v in out.items()}
@@ -125,8 +128,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     preds = twin_preds = None
     if args.run:
         run = load_run(args.run, args.which)
-        preds = predict(run.config, run.params, twins["image"]).argmax(1)
-        twin_preds = predict(run.config, run.params, twins["twin"]).argmax(1)
+        both = np.concatenate([twins["image"], twins["twin"]])  # one compiled function
+        preds, twin_preds = np.split(predict(run.config, run.params, both).argmax(1), 2)
     summary = {"n": args.n, "seed": args.seed, "run": args.run}
     summary.update(summarize(twins, preds, twin_preds))
     write_report(summary, args.out)

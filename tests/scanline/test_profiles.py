@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from common import parallel
 from configs import scanline as scanline_configs
 from scanline import model as model_lib
 
@@ -27,11 +28,26 @@ def test_profile_builds_and_reads_out_after_the_last_line(profile):
     seen = model_lib.lines_seen(cfg, 128)
     assert logits.shape == (2, len(seen), 4)
     assert seen[-1] == 128
-    count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
+    count = parallel.tree_size(variables["params"])
     if profile in README_PARAMS:
         assert count == README_PARAMS[profile]
 
 
-def test_full_frame_lrcn_is_one_window():
+def test_whole_scan_window_fits_any_number_of_lines():
     cfg = scanline_configs.get_config("lrcn_full_cpu").model
-    np.testing.assert_array_equal(model_lib.window_starts(cfg, 128), [0])
+    for lines in (128, 96):
+        np.testing.assert_array_equal(model_lib.window_starts(cfg, lines), [0])
+        np.testing.assert_array_equal(model_lib.lines_seen(cfg, lines), [lines])
+    # On 128-line scans, window 0 (whole scan) is exactly window 128.
+    model0 = model_lib.build_model(cfg, 4, jnp.float32)
+    cfg128 = cfg.copy_and_resolve_references()
+    cfg128.lrcn_window = 128
+    model128 = model_lib.build_model(cfg128, 4, jnp.float32)
+    x = jax.random.normal(jax.random.key(1), (2, 128, 128))
+    variables = model0.init(jax.random.key(0), x, train=False)
+    np.testing.assert_array_equal(
+        model0.apply(variables, x, train=False), model128.apply(variables, x, train=False)
+    )
+    cfg128.lrcn_window = -1
+    with pytest.raises(ValueError, match="lrcn_window must be >= 0"):
+        model_lib.window_starts(cfg128, 128)

@@ -107,10 +107,7 @@ def test_evaluate_reproduces_the_loops_final_test(tmp_path, smoke_data_dir):
     config = _smoke(smoke_data_dir, "lrcn")
     result = train_and_evaluate(ScanlineTask, config, str(tmp_path))
     run = load_run(str(tmp_path), "best")
-    s = config.synth
-    test_file = input_pipeline.synthetic_path(
-        config.data_dir, s.test_n, s.test_seed, config.data.line_length, 1, s.shares
-    )
+    test_file = input_pipeline.synthetic_file(config, config.synth.test_n, config.synth.test_seed)
     rep = evaluate.report(run.config, run.params, test_file)
     fm = result.final_metrics
     assert rep["num_examples"] == fm["final/test/num_examples"]

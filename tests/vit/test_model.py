@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from common import parallel
 from vit.model import EncoderBlock, VisionTransformer, forward_macs_per_example
 
 TINY = dict(embedding_dim=32, num_layers=3, num_heads=2, mlp_size=64, num_classes=10)
@@ -15,7 +16,7 @@ def n_params(model: VisionTransformer) -> int:
     shapes = jax.eval_shape(
         lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
     )
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+    return parallel.tree_size(shapes)
 
 
 def timm_param_count(d: int, layers: int, mlp: int, patch: int = 4, classes: int = 10) -> int:
