@@ -26,7 +26,7 @@ Profiles:
                   the same models shrunk for the 2-core CPU budget of the README's figures
                   (d 64, 4 layers; narrow strided CNNs; lr 1e-3 after a 1-epoch warmup; about
                   30 minutes each on the default synthetic set).
-  lrcn_full_cpu   the LRCN code path with a single 128-line window (Gordon et al.'s full-image
+  lrcn_full_cpu   the LRCN code path with one window over the whole scan (Gordon et al.'s full-image
                   CNN, 16/32/64 filters, a one-step LSTM(128) head) on 60,000 synthetic
                   images, cosine decay over 8 epochs: the README's best CPU model (about
                   70 minutes including 10 minutes of data generation).
