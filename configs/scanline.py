@@ -30,8 +30,8 @@ Profiles:
                   CNN, 16/32/64 filters, a one-step LSTM(128) head) on 60,000 synthetic
                   images, cosine decay over 8 epochs (about 70 minutes including 10 minutes
                   of data generation): stage 1 of the README's best CPU model, whose later
-                  stages continue it on fresh images (--config.init_from=<previous run>
-                  --config.synth.seed=<new seed>, 6 epochs at lr 5e-4; scanline/README.md).
+                  stages continue it on fresh images (init_from + a new synth.seed; the
+                  commands are in scanline/README.md, "Stages on fresh images").
   smoke           seconds on CPU (tests): 48-image synthetic set, a 2-layer d=32 model.
 
 Seed numbers and where they went: d_model -> model.embedding_dim; layers -> model.num_layers;

@@ -104,10 +104,17 @@ def test_timestamped_workdir(monkeypatch):
     assert path.startswith("checkpoints" + os.sep) and path.endswith("_j324891")
 
 
-def test_evaluate_reproduces_the_loops_final_test(tmp_path, smoke_data_dir):
+@pytest.fixture(scope="module")
+def lrcn_run(tmp_path_factory, smoke_data_dir):
+    """One smoke LRCN run (workdir, config, result) for the tests that read a trained run."""
+    workdir = tmp_path_factory.mktemp("lrcn_run")
     config = _smoke(smoke_data_dir, "lrcn")
-    result = train_and_evaluate(ScanlineTask, config, str(tmp_path))
-    run = load_run(str(tmp_path), "best")
+    return workdir, config, train_and_evaluate(ScanlineTask, config, str(workdir))
+
+
+def test_evaluate_reproduces_the_loops_final_test(lrcn_run):
+    workdir, config, result = lrcn_run
+    run = load_run(str(workdir), "best")
     test_file = input_pipeline.synthetic_file(config, config.synth.test_n, config.synth.test_seed)
     rep = evaluate.report(run.config, run.params, test_file)
     fm = result.final_metrics
@@ -128,13 +135,12 @@ def test_evaluate_reproduces_the_loops_final_test(tmp_path, smoke_data_dir):
     )
 
 
-def test_staged_continuation_on_a_fresh_synthetic_set(tmp_path, smoke_data_dir):
+def test_staged_continuation_on_a_fresh_synthetic_set(tmp_path, smoke_data_dir, lrcn_run):
     """The README's staged recipe: a second run starts from the first run's best params
     (`init_from`) and trains on images from another generator seed (`synth.seed`)."""
-    first = _smoke(smoke_data_dir, "lrcn")
-    train_and_evaluate(ScanlineTask, first, str(tmp_path / "stage1"))
+    first = lrcn_run[0]
     second = _smoke(smoke_data_dir, "lrcn")
-    second.init_from = str(tmp_path / "stage1")
+    second.init_from = str(first)
     second.synth.seed = 2
     # Zero learning rate (no weight decay either): the params must come out bit-identical
     # to stage 1's best, which proves what the second stage started from.
@@ -142,7 +148,6 @@ def test_staged_continuation_on_a_fresh_synthetic_set(tmp_path, smoke_data_dir):
     second.max_epochs = 1.0
     train_and_evaluate(ScanlineTask, second, str(tmp_path / "stage2"))
     assert os.path.isfile(input_pipeline.synthetic_file(second, second.synth.n, 2))
-    best = load_run(str(tmp_path / "stage1"), "best").params
+    best = load_run(str(first), "best").params
     after = load_run(str(tmp_path / "stage2"), "latest").params
-    for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(after), strict=True):
-        np.testing.assert_array_equal(a, b)
+    jax.tree.map(np.testing.assert_array_equal, best, after)
