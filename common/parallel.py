@@ -11,7 +11,6 @@ import logging
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
@@ -140,6 +139,3 @@ def tree_size(tree) -> int:
     """Number of elements in a pytree of arrays or shape structs (e.g. parameter count)."""
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
-
-def tree_bytes(tree) -> int:
-    return sum(int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
