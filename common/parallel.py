@@ -138,4 +138,3 @@ def place_batch(local_batch: dict, mesh: Mesh, *, stacked: bool = False) -> dict
 def tree_size(tree) -> int:
     """Number of elements in a pytree of arrays or shape structs (e.g. parameter count)."""
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
-
