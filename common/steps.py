@@ -96,9 +96,10 @@ def build_steps(
     def with_params(state: TrainState, params) -> TrainState:
         params = jax.device_put(params, shardings.params)
         opt_state = jax.jit(tx.init, out_shardings=shardings.opt_state)(params)
-        return state.replace(
-            params=params, opt_state=opt_state, ema_params=params if ema_decay > 0 else {}
-        )
+        # The EMA starts equal to the params but in buffers of its own: the train step donates
+        # the whole state, and one buffer donated twice is an error (a crash on some backends).
+        ema = jax.tree.map(jnp.copy, params) if ema_decay > 0 else {}
+        return state.replace(params=params, opt_state=opt_state, ema_params=ema)
 
     accum = int(config.get("grad_accum_steps", 1) or 1)
 

@@ -204,9 +204,14 @@ class Task:
         """Restores what `state_dict` returned."""
         del state
 
-    def init_from_params(self, loaded: Params, fresh: Params) -> Params:
-        """Maps params restored from `config.init_from` onto freshly initialised ones."""
-        del fresh
+    def init_from_params(
+        self, loaded: Params, fresh: Params, loaded_task_state: dict | None = None
+    ) -> Params:
+        """Maps params restored from `config.init_from` onto freshly initialised ones.
+
+        `loaded_task_state` is what the init_from run's `state_dict` saved (e.g. its
+        tokenizer), for tasks whose params are indexed by host-side state."""
+        del fresh, loaded_task_state
         return loaded
 
     def synthetic_batch(self, global_batch_size: int, rng: np.random.Generator) -> Batch | None:

@@ -242,8 +242,10 @@ def train_and_evaluate(
         if config.init_from:
             ref = ckpt_lib.resolve(config.init_from)
             step = ckpt_lib.pick_step(ref, "best")
-            loaded, _ = ckpt_lib.restore_tree(ref, step, repl)
-            params = task.init_from_params(loaded["params"], state.params)
+            loaded, loaded_meta = ckpt_lib.restore_tree(ref, step, repl)
+            params = task.init_from_params(
+                loaded["params"], state.params, loaded_meta.get("task_state") or {}
+            )
             params = jax.device_put(params, jax.tree.map(lambda _: repl, state.params))
             state = steps.with_params(state, params)
             logging.info("initialised params from init_from=%s (step %d)", config.init_from, step)

@@ -33,7 +33,7 @@ from clu import metrics as clu_metrics
 from common.data import ArrayEvalSource, ArraySource
 from common.precision import compute_dtype
 from common.task import Datasets, EvalSummary, HookContext, HookResult, StepContext, Task
-from mathart import diffusion, input_pipeline, losses
+from mathart import diffusion, input_pipeline, losses, transfer
 from mathart import evaluate as eval_lib
 from mathart.dataset import FAMILIES
 from mathart.formula import Tokenizer
@@ -303,6 +303,26 @@ class MathArtTask(Task):
                 "checkpoint: the training data changed (data.source, data.num_train, "
                 "data.data_seed or the JSONL file). Resume with the original data settings."
             )
+
+    def init_from_params(
+        self, loaded: Any, fresh: Any, loaded_task_state: dict | None = None
+    ) -> Any:
+        """Another mathart run's params, token embeddings matched by piece (`mathart.transfer`):
+        its tokenizer (from `loaded_task_state`) and ours may differ when the data differs."""
+        source = tokenizer_from_meta({"task_state": loaded_task_state or {}})
+        params, report = transfer.carry_params(
+            loaded, fresh, source.vocab, self.data().tokenizer.vocab
+        )
+        logging.info(
+            "init_from: %d of %d tokenizer pieces keep their trained embedding (new: %s); "
+            "fresh modules %s, dropped modules %s",
+            report["pieces_carried"],
+            len(self.data().tokenizer.vocab),
+            report["pieces_new"][:10],
+            report["fresh_modules"],
+            report["dropped_modules"],
+        )
+        return params
 
     def generator(self):
         if self._generator is None:

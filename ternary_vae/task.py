@@ -159,8 +159,11 @@ class TernaryVaeTask(Task):
     def param_groups(self) -> dict[str, str]:
         return dict(PARAM_GROUPS)
 
-    def init_from_params(self, loaded: Any, fresh: Any) -> Any:
+    def init_from_params(
+        self, loaded: Any, fresh: Any, loaded_task_state: dict | None = None
+    ) -> Any:
         """Stage 0 -> stage 1: keep encoder A and the decoder, copy A into B, fresh projections."""
+        del loaded_task_state  # the stage-0 run keeps no host state this mapping needs
         for name in ("encoder_a", "decoder"):
             if name not in loaded:
                 raise KeyError(

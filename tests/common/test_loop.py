@@ -187,6 +187,24 @@ def test_ema_follows_its_formula(tmp_path):
     assert one.eval_params is one.ema_params
 
 
+def test_init_from_with_ema_trains_from_the_loaded_params(tmp_path):
+    # The EMA starts as a copy of the loaded params; sharing their buffers made the donating
+    # train step fail ("donate the same buffer twice").
+    run(tmp_path / "a", max_steps=8)
+    source = params_of(tmp_path / "a")
+    result = run(
+        tmp_path / "b", max_steps=2, ema_decay=0.999, init_from=str(tmp_path / "a"),
+        learning_rate=0.0,
+    )  # fmt: skip
+    assert result.status == "completed"
+    b = params_of(tmp_path / "b")
+    assert_trees_equal(b.params, source.params)
+    # d e + (1 - d) p with e = p: equal up to rounding.
+    jax.tree.map(
+        lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6), b.ema_params, source.params
+    )
+
+
 def test_checkpoint_written_on_8_devices_resumes_on_1_device(tmp_path):
     run(tmp_path, max_steps=16)
     proc = tiny_cli(

@@ -5,6 +5,7 @@ then the sample and evaluate tools on the run it leaves behind."""
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -18,8 +19,9 @@ from mathart.task import MathArtTask, tokenizer_from_meta
 SIZE = 16
 
 
-def _write_dataset(folder) -> str:
-    """40 (image, formula) pairs: circles of growing radius and lines of growing slope."""
+def _write_dataset(folder, slope_step: float = 0.25) -> str:
+    """40 (image, formula) pairs: circles of growing radius and lines of growing slope
+    (`slope_step` apart, so another step gives formulas with other number tokens)."""
     os.makedirs(folder / "img", exist_ok=True)
     lines = []
     for i in range(40):
@@ -30,9 +32,9 @@ def _write_dataset(folder) -> str:
             draw.ellipse((8 - r, 8 - r, 8 + r, 8 + r), outline=(250, 200, 40))
             formula = f"x^2 + y^2 = {r * r}"
         else:
-            slope = 0.25 * (1 + (i // 2) % 8)
+            slope = slope_step * (1 + (i // 2) % 8)
             draw.line((0, 15, 15, 15 - 15 * slope), fill=(60, 220, 250))
-            formula = f"y = {slope}*x"
+            formula = f"y = {slope:g}*x"
         name = f"img/{i:03d}.png"
         img.save(folder / name)
         key = "image" if i % 3 else "image_path"  # both spellings are accepted
@@ -145,3 +147,45 @@ def test_evaluate_cli_reports_measured_scores(smoke_run, tmp_path):
     assert 0.0 <= result["top1_ssim"] <= 1.0 and 0.0 <= result["harmony"] <= 10.0
     assert result["diversity_within_formula"] >= 0.0
     assert os.path.exists(out.replace(".json", "_grid.png"))
+
+
+def test_init_from_matches_token_embeddings_by_piece(smoke_run, tmp_path):
+    """Fine-tuning on other data: the new run's tokenizer has other pieces in other rows, so
+    `config.init_from` must carry each embedding row to its piece's new row (lr 0: the new run
+    ends where it started)."""
+    config, _, source_dir = smoke_run
+    source = load_run(source_dir, which="best")
+    config = config.copy_and_resolve_references()
+    config.data.train_jsonl = _write_dataset(tmp_path, slope_step=0.3)
+    config.init_from = source_dir
+    config.learning_rate = 0.0
+    config.max_epochs = 1.0
+    workdir = str(tmp_path / "run")
+    assert train_and_evaluate(MathArtTask, config, workdir).status == "completed"
+    target = load_run(workdir, which="latest")
+    old_vocab = tokenizer_from_meta(source.meta).vocab
+    new_vocab = tokenizer_from_meta(target.meta).vocab
+    moved = [p for p in new_vocab if p in old_vocab and new_vocab.index(p) != old_vocab.index(p)]
+    assert moved, "the two datasets should give shifted vocabularies"
+    assert any(p not in old_vocab for p in new_vocab)
+    old_table = np.asarray(source.params["encoder"]["token_embed"]["embedding"])
+    new_table = np.asarray(target.params["encoder"]["token_embed"]["embedding"])
+    for i, piece in enumerate(new_vocab):
+        if piece in old_vocab:
+            np.testing.assert_array_equal(new_table[i], old_table[old_vocab.index(piece)])
+    rest = {k: v for k, v in target.params.items() if k != "encoder"}
+    jax.tree.map(np.testing.assert_array_equal, rest, {k: source.params[k] for k in rest})
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        target.params["encoder"]["layers"],
+        source.params["encoder"]["layers"],
+    )
+
+
+def test_init_from_refuses_another_architecture(smoke_run, tmp_path):
+    config, _, source_dir = smoke_run
+    config = config.copy_and_resolve_references()
+    config.init_from = source_dir
+    config.model.base_channels = 32  # the source run has 16
+    with pytest.raises(ValueError, match=r"same model\.\* settings"):
+        train_and_evaluate(MathArtTask, config, str(tmp_path / "run"))
