@@ -24,6 +24,9 @@ Definitions
   (`mathart.losses.harmony_concentration`): 10 = every coloured pixel has one hue, 0 = hues
   spread evenly round the colour circle. Reported for samples and, as the reference, for the
   ground truth of the same formulas; a higher number is "more concentrated", not "better art".
+- **by complexity / by family** (procedural data only): top-1 of K (both similarities) and
+  SSIM within each of the seed's complexity levels (simple / complex / artistic) and each
+  formula family, with the number of formulas in each (small groups are noisy).
 - **diversity across seeds**: for the first M formulas, n samples with different noise (same
   style) each; the mean pairwise 1 - SSIM among one formula's samples, next to the mean
   1 - SSIM between samples of different formulas (the scale of "very different").
@@ -105,24 +108,43 @@ def retrieval_candidates(split: Split, image_size: int, k: int, seed: int = 0) -
     return np.concatenate([truth[:, None], rendered], axis=1)
 
 
-def score(generated: np.ndarray, truth: np.ndarray, candidates: np.ndarray) -> dict[str, float]:
-    """Formula accuracy, SSIM and colour harmony of uint8 samples (see module docstring)."""
+def score_rows(generated: np.ndarray, candidates: np.ndarray) -> dict[str, np.ndarray]:
+    """Per sample: does it beat every distractor by SSIM / by geometry, and its SSIM to truth."""
     n, k = candidates.shape[:2]
     flat_gen = np.repeat(generated, k, axis=0)
     flat_cand = candidates.reshape(n * k, *candidates.shape[2:])
     sim = _pairwise(_ssim_pairs, flat_gen, flat_cand).reshape(n, k)
     geo = _pairwise(_geometry_pairs, flat_gen, flat_cand).reshape(n, k)
     beats = lambda s: np.all(s[:, :1] > s[:, 1:], axis=1)
+    return {"top1_ssim": beats(sim), "top1_geometry": beats(geo), "ssim": sim[:, 0]}
+
+
+def score(generated: np.ndarray, truth: np.ndarray, candidates: np.ndarray) -> dict[str, float]:
+    """Formula accuracy, SSIM and colour harmony of uint8 samples (see module docstring)."""
+    n, k = candidates.shape[:2]
+    rows = score_rows(generated, candidates)
     harmony = lambda x: 10.0 * np.asarray(losses.harmony_concentration(jnp.asarray(x) / 255.0))
     return {
-        "top1_ssim": float(beats(sim).mean()),
-        "top1_geometry": float(beats(geo).mean()),
+        "top1_ssim": float(rows["top1_ssim"].mean()),
+        "top1_geometry": float(rows["top1_geometry"].mean()),
         "chance": 1.0 / k,
-        "ssim": float(sim[:, 0].mean()),
+        "ssim": float(rows["ssim"].mean()),
         "harmony": float(harmony(generated).mean()),
         "harmony_truth": float(harmony(truth).mean()),
         "num_formulas": float(n),
     }
+
+
+def breakdown(rows: dict[str, np.ndarray], groups: np.ndarray, names) -> dict[str, dict]:
+    """`score_rows` averaged within each group (e.g. family id -> name), largest group first."""
+    out = {}
+    ids, counts = np.unique(groups, return_counts=True)
+    for g in ids[np.argsort(-counts, kind="stable")]:
+        sel = groups == g
+        out[names[int(g)]] = {"n": int(sel.sum())} | {
+            key: round(float(v[sel].mean()), 4) for key, v in rows.items()
+        }
+    return out
 
 
 def diversity(samples: np.ndarray) -> dict[str, float]:
@@ -258,6 +280,14 @@ def main(argv=None) -> int:
         "generation_seconds": gen_s,
         **score(generated, split.arrays["image"], candidates),
     }
+    if np.all(split.arrays["family"] >= 0):  # procedural data: which kinds are recognised
+        from mathart.dataset.families import COMPLEXITY_NAMES, FAMILIES, FAMILY_COMPLEXITY
+
+        family = split.arrays["family"]
+        rows = score_rows(generated, candidates)
+        level = np.asarray(FAMILY_COMPLEXITY)[family]
+        result["by_complexity"] = breakdown(rows, level, COMPLEXITY_NAMES)
+        result["by_family"] = breakdown(rows, family, FAMILIES)
     m, n = min(args.diversity_formulas, len(split)), args.diversity_seeds
     if m >= 1 and n >= 2:
         sub = split.take(np.repeat(np.arange(m), n))
@@ -277,7 +307,13 @@ def main(argv=None) -> int:
     grid = pair_grid(generated[:shown], split.arrays["image"][:shown])
     Image.fromarray(upscale(grid, s.grid_upscale)).save(grid_path)
     for key, value in result.items():
-        print(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
+        if key == "by_family":
+            continue  # in the JSON file; too long for the terminal
+        if isinstance(value, dict):
+            for group, stats in value.items():
+                print(f"{key + ' ' + group:28s} {stats}")
+        else:
+            print(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
     print(f"wrote {out} and {grid_path} ([generated | ground truth] pairs)")
     return 0
 

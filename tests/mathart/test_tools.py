@@ -45,6 +45,22 @@ def test_score_counts_own_render_wins_and_chance():
     assert perfect["harmony"] == pytest.approx(10.0, abs=1e-3)
 
 
+def test_breakdown_groups_the_per_sample_scores():
+    truth = _shapes(8)
+    idx = evaluate.distractor_indices(8, 4)
+    candidates = np.concatenate([truth[:, None], truth[idx]], axis=1)
+    generated = truth.copy()
+    generated[::2] = truth[idx[::2, 0]]  # even samples show another formula's picture
+    rows = evaluate.score_rows(generated, candidates)
+    np.testing.assert_array_equal(rows["top1_ssim"], np.arange(8) % 2 == 1)
+    groups = np.array([0, 1, 0, 1, 0, 1, 0, 2])
+    table = evaluate.breakdown(rows, groups, ["even", "odd", "last"])
+    assert list(table) == ["even", "odd", "last"]  # largest group first
+    assert table["even"]["n"] == 4 and table["even"]["top1_ssim"] == 0.0
+    assert table["odd"]["n"] == 3 and table["odd"]["top1_geometry"] == 1.0
+    assert table["last"] == {"n": 1, "top1_ssim": 1.0, "top1_geometry": 1.0, "ssim": 1.0}
+
+
 def test_diversity_within_and_across():
     shapes = _shapes(3)
     same = np.repeat(shapes[:, None], 2, axis=1)  # 3 formulas x 2 identical seeds
