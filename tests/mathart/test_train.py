@@ -159,7 +159,8 @@ def test_init_from_matches_token_embeddings_by_piece(smoke_run, tmp_path):
     config.data.train_jsonl = _write_dataset(tmp_path, slope_step=0.3)
     config.init_from = source_dir
     config.learning_rate = 0.0
-    config.max_epochs = 1.0
+    config.max_steps = 2
+    config.sample.every_epochs = 0  # no sample grid: this test is about params
     workdir = str(tmp_path / "run")
     assert train_and_evaluate(MathArtTask, config, workdir).status == "completed"
     target = load_run(workdir, which="latest")
@@ -180,12 +181,3 @@ def test_init_from_matches_token_embeddings_by_piece(smoke_run, tmp_path):
         target.params["encoder"]["layers"],
         source.params["encoder"]["layers"],
     )
-
-
-def test_init_from_refuses_another_architecture(smoke_run, tmp_path):
-    config, _, source_dir = smoke_run
-    config = config.copy_and_resolve_references()
-    config.init_from = source_dir
-    config.model.base_channels = 32  # the source run has 16
-    with pytest.raises(ValueError, match=r"same model\.\* settings"):
-        train_and_evaluate(MathArtTask, config, str(tmp_path / "run"))
