@@ -119,10 +119,16 @@ def score_rows(generated: np.ndarray, candidates: np.ndarray) -> dict[str, np.nd
     return {"top1_ssim": beats(sim), "top1_geometry": beats(geo), "ssim": sim[:, 0]}
 
 
-def score(generated: np.ndarray, truth: np.ndarray, candidates: np.ndarray) -> dict[str, float]:
-    """Formula accuracy, SSIM and colour harmony of uint8 samples (see module docstring)."""
+def score(
+    generated: np.ndarray,
+    truth: np.ndarray,
+    candidates: np.ndarray,
+    rows: dict[str, np.ndarray] | None = None,
+) -> dict[str, float]:
+    """Formula accuracy, SSIM and colour harmony of uint8 samples (see module docstring);
+    `rows`: `score_rows` of the same samples when the caller already has them."""
     n, k = candidates.shape[:2]
-    rows = score_rows(generated, candidates)
+    rows = score_rows(generated, candidates) if rows is None else rows
     harmony = lambda x: 10.0 * np.asarray(losses.harmony_concentration(jnp.asarray(x) / 255.0))
     return {
         "top1_ssim": float(rows["top1_ssim"].mean()),
@@ -268,6 +274,7 @@ def main(argv=None) -> int:
     generated = _generate_all(generate, run.eval_params, split, args.batch, rng)
     gen_s = time.time() - t0
     candidates = retrieval_candidates(split, config.data.image_size, args.k)
+    rows = score_rows(generated, candidates)
     result = {
         "workdir": os.path.abspath(args.workdir),
         "checkpoint_step": run.step,
@@ -278,13 +285,12 @@ def main(argv=None) -> int:
         else "images",
         "sampler": f"{sampler}, {steps} steps, guidance {guidance}",
         "generation_seconds": gen_s,
-        **score(generated, split.arrays["image"], candidates),
+        **score(generated, split.arrays["image"], candidates, rows),
     }
     if np.all(split.arrays["family"] >= 0):  # procedural data: which kinds are recognised
         from mathart.dataset.families import COMPLEXITY_NAMES, FAMILIES, FAMILY_COMPLEXITY
 
         family = split.arrays["family"]
-        rows = score_rows(generated, candidates)
         level = np.asarray(FAMILY_COMPLEXITY)[family]
         result["by_complexity"] = breakdown(rows, level, COMPLEXITY_NAMES)
         result["by_family"] = breakdown(rows, family, FAMILIES)
