@@ -125,6 +125,23 @@ def _at_least_as_good(value: float, best: float | None, mode: str) -> bool:
 
 
 # ---- the loop --------------------------------------------------------------------------------
+def _require_same_shapes(params: Any, fresh: Any, source: str) -> None:
+    """Every task's init_from result must fit the model it trains (one check for all)."""
+    from common.optim import path_str
+
+    want = {path_str(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(fresh)}
+    got = {path_str(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
+    problems = [f"{k}: {got.get(k, 'missing')} vs {v}" for k, v in want.items() if got.get(k) != v]
+    problems += [f"{k}: unexpected" for k in got if k not in want]
+    if problems:
+        raise ValueError(
+            f"config.init_from={source} does not fit this model (loaded vs needed: "
+            + "; ".join(problems[:5])
+            + "). Use the same model settings as that run, or map the params in the task's "
+            "init_from_params."
+        )
+
+
 def train_and_evaluate(
     task: Task | type, config: ml_collections.ConfigDict, workdir: str
 ) -> TrainResult:
@@ -246,6 +263,7 @@ def train_and_evaluate(
             params = task.init_from_params(
                 loaded["params"], state.params, loaded_meta.get("task_state") or {}
             )
+            _require_same_shapes(params, state.params, config.init_from)
             params = jax.device_put(params, jax.tree.map(lambda _: repl, state.params))
             state = steps.with_params(state, params)
             logging.info("initialised params from init_from=%s (step %d)", config.init_from, step)

@@ -310,14 +310,13 @@ class MathArtTask(Task):
         """Another mathart run's params, token embeddings matched by piece (`mathart.transfer`):
         its tokenizer (from `loaded_task_state`) and ours may differ when the data differs."""
         source = tokenizer_from_meta({"task_state": loaded_task_state or {}})
-        params, report = transfer.carry_params(
-            loaded, fresh, source.vocab, self.data().tokenizer.vocab
-        )
+        target = self.data().tokenizer.vocab
+        params, report = transfer.carry_params(loaded, fresh, source.vocab, target)
         logging.info(
             "init_from: %d of %d tokenizer pieces keep their trained embedding (new: %s); "
             "fresh modules %s, dropped modules %s",
             report["pieces_carried"],
-            len(self.data().tokenizer.vocab),
+            len(target),
             report["pieces_new"][:10],
             report["fresh_modules"],
             report["dropped_modules"],

@@ -17,12 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from common.optim import path_str
+
 EMBEDDING_PATH = ("encoder", "token_embed", "embedding")
 OPTIONAL_MODULES = ("family_head",)
-
-
-def _name(path: tuple[str, ...]) -> str:
-    return "/".join(path)
 
 
 def carry_params(
@@ -37,12 +35,14 @@ def carry_params(
     """
     src = traverse_util.flatten_dict(dict(loaded))
     dst = traverse_util.flatten_dict(dict(fresh))
-    problems = [f"missing {_name(k)}" for k in dst if k not in src and k[0] not in OPTIONAL_MODULES]
-    problems += [
-        f"unexpected {_name(k)}" for k in src if k not in dst and k[0] not in OPTIONAL_MODULES
+    problems = [
+        f"missing {path_str(k)}" for k in dst if k not in src and k[0] not in OPTIONAL_MODULES
     ]
     problems += [
-        f"{_name(k)} has shape {np.shape(src[k])}, this config needs {np.shape(v)}"
+        f"unexpected {path_str(k)}" for k in src if k not in dst and k[0] not in OPTIONAL_MODULES
+    ]
+    problems += [
+        f"{path_str(k)} has shape {np.shape(src[k])}, this config needs {np.shape(v)}"
         for k, v in dst.items()
         if k in src and k != EMBEDDING_PATH and np.shape(src[k]) != np.shape(v)
     ]

@@ -25,6 +25,10 @@ def assert_trees_equal(a, b):
     jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
+def assert_trees_close(a, b, rtol=1e-6, atol=0.0):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
+
+
 def test_trains_evaluates_and_writes_every_artifact(tmp_path):
     result = run(tmp_path, final_eval_splits=("test",))
     assert result.status == "completed" and result.step == 32
@@ -91,7 +95,7 @@ def test_jit_on_8_devices_pmap_on_8_and_jit_on_1_agree(tmp_path):
     ref = params_of(tmp_path / "jit8").params
     for other in ("pmap8", "jit1"):
         got = params_of(tmp_path / other).params
-        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6), ref, got)
+        assert_trees_close(ref, got, rtol=2e-5, atol=1e-6)
     loss = lambda d: [r["train/loss"] for r in records(d) if "train/loss" in r][-1]
     assert loss(tmp_path / "pmap8") == pytest.approx(loss(tmp_path / "jit8"), rel=1e-5)
     assert loss(tmp_path / "jit1") == pytest.approx(loss(tmp_path / "jit8"), rel=1e-5)
@@ -183,7 +187,7 @@ def test_ema_follows_its_formula(tmp_path):
     one = params_of(tmp_path / "one")
     d = min(0.999, 1.0 / 10.0)  # warm-up rule at step 0
     expected = jax.tree.map(lambda e, p: d * e + (1 - d) * p, init, one.params)
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6), expected, one.ema_params)
+    assert_trees_close(expected, one.ema_params)
     assert one.eval_params is one.ema_params
 
 
@@ -200,9 +204,13 @@ def test_init_from_with_ema_trains_from_the_loaded_params(tmp_path):
     b = params_of(tmp_path / "b")
     assert_trees_equal(b.params, source.params)
     # d e + (1 - d) p with e = p: equal up to rounding.
-    jax.tree.map(
-        lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6), b.ema_params, source.params
-    )
+    assert_trees_close(b.ema_params, source.params)
+
+
+def test_init_from_another_architecture_is_refused_by_name(tmp_path):
+    run(tmp_path / "a", max_steps=2)
+    with pytest.raises(ValueError, match=r"does not fit this model.*kernel"):
+        run(tmp_path / "b", max_steps=2, init_from=str(tmp_path / "a"), **{"tiny.hidden": 7})
 
 
 def test_checkpoint_written_on_8_devices_resumes_on_1_device(tmp_path):
@@ -285,7 +293,7 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
     run(tmp_path / "full", max_steps=6)
     run(tmp_path / "accum", max_steps=6, grad_accum_steps=2)
     full, accum = params_of(tmp_path / "full").params, params_of(tmp_path / "accum").params
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), full, accum)
+    assert_trees_close(full, accum, rtol=2e-5, atol=1e-6)
     from common.config import ConfigError
 
     with pytest.raises(ConfigError, match="grad_accum_steps=3 must be >= 1 and divide"):
