@@ -81,7 +81,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint_every_epochs = P(float)  # periodic checkpoints kept in addition to latest/best
     c.checkpoint_every_steps = P(int)
     c.resume_from = P(str)  # a workdir, its checkpoints/ folder, or one step folder
-    c.init_from = P(str)  # params only (same forms), mapped by Task.init_from_params
+    # params only (same forms; a run directory gives its best evaluated step), mapped by
+    # Task.init_from_params
+    c.init_from = P(str)
     c.log_every_steps = 50
     c.ema_decay = 0.0  # > 0 keeps an EMA of params; evaluation/sampling use it
     c.early_stopping = ml_collections.ConfigDict()

@@ -259,6 +259,19 @@ def train_and_evaluate(
         if config.init_from:
             ref = ckpt_lib.resolve(config.init_from)
             step = ckpt_lib.pick_step(ref, "best")
+            latest = ckpt_lib.pick_step(ref, "latest")
+            if latest != step:
+                # A run stopped by its time limit saves a later, unevaluated step; say which
+                # one we took so a continuation from it is one path away, not a surprise.
+                logging.warning(
+                    "init_from=%s: using its best evaluated step %d, not its latest step %d "
+                    "(name %s/%d to start from that one)",
+                    config.init_from,
+                    step,
+                    latest,
+                    ref.directory,
+                    latest,
+                )
             loaded, loaded_meta = ckpt_lib.restore_tree(ref, step, repl)
             params = task.init_from_params(
                 loaded["params"], state.params, loaded_meta.get("task_state") or {}

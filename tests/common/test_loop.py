@@ -207,6 +207,13 @@ def test_init_from_with_ema_trains_from_the_loaded_params(tmp_path):
     assert_trees_close(b.ema_params, source.params)
 
 
+def test_init_from_a_run_takes_its_best_step_and_says_so(tmp_path, caplog):
+    run(tmp_path / "a", best_metric="val/loss", best_mode="max")  # best 8, latest 32
+    run(tmp_path / "b", max_steps=1, init_from=str(tmp_path / "a"), learning_rate=0.0)
+    assert_trees_equal(params_of(tmp_path / "b").params, params_of(tmp_path / "a", "best").params)
+    assert "using its best evaluated step 8, not its latest step 32" in caplog.text
+
+
 def test_init_from_another_architecture_is_refused_by_name(tmp_path):
     run(tmp_path / "a", max_steps=2)
     with pytest.raises(ValueError, match=r"does not fit this model.*kernel"):
