@@ -14,14 +14,19 @@ Used by `common.train` (the loop) and by tools (`load_run`) that only need param
 """
 
 import json
+import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import Sharding
+
+from common.optim import path_str
 
 _POL = ocp.checkpoint_managers
 CHECKPOINT_DIR = "checkpoints"
@@ -184,6 +189,18 @@ def pick_step(ref: CheckpointRef, which: str = "latest") -> int:
             return steps[-1]
         if which == "best":
             best = _best_from_meta(manager, steps)
+            if best is not None and best != steps[-1]:
+                # A save at the time limit or on SIGTERM is never evaluated, so "best" can be
+                # older than the run's end; say so, for init_from and for every tool.
+                logging.warning(
+                    "%s: using its best evaluated step %d, not its latest step %d "
+                    "(name %s/%d to load that one)",
+                    ref.directory,
+                    best,
+                    steps[-1],
+                    ref.directory,
+                    steps[-1],
+                )
             return best if best is not None else steps[-1]
         raise ValueError(f"which must be 'latest' or 'best', got '{which}'")
     finally:
@@ -198,6 +215,38 @@ def _best_from_meta(manager: ocp.CheckpointManager, steps: list[int]) -> int | N
         if best is not None and best in steps:
             return int(best)
     return None
+
+
+def param_mismatches(loaded: Any, wanted: Any) -> list[str]:
+    """Where a params tree does not fit the one a model needs, one line per path: "missing P",
+    "unexpected P", or "P has shape A, this config needs B"."""
+    shapes = lambda tree: {
+        path_str(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(tree)
+    }
+    got, want = shapes(loaded), shapes(wanted)
+    problems = [f"missing {k}" for k in want if k not in got]
+    problems += [f"unexpected {k}" for k in got if k not in want]
+    problems += [
+        f"{k} has shape {got[k]}, this config needs {v}"
+        for k, v in want.items()
+        if k in got and got[k] != v
+    ]
+    return problems
+
+
+def require_params_fit(
+    loaded: Any, wanted: Any, source: str, more_problems: Sequence[str] = ()
+) -> None:
+    """Refuses init_from params that do not fit the model, naming the first paths that differ."""
+    problems = [*more_problems, *param_mismatches(loaded, wanted)]
+    if problems:
+        raise ValueError(
+            f"config.init_from{'=' + source if source else ''} does not fit this model: "
+            + "; ".join(problems[:5])
+            + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
+            + ". Use the same model.* settings as that run (its config.json), or map the params "
+            "in the task's init_from_params."
+        )
 
 
 def restore_tree(

@@ -125,23 +125,6 @@ def _at_least_as_good(value: float, best: float | None, mode: str) -> bool:
 
 
 # ---- the loop --------------------------------------------------------------------------------
-def _require_same_shapes(params: Any, fresh: Any, source: str) -> None:
-    """Every task's init_from result must fit the model it trains (one check for all)."""
-    from common.optim import path_str
-
-    want = {path_str(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(fresh)}
-    got = {path_str(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
-    problems = [f"{k}: {got.get(k, 'missing')} vs {v}" for k, v in want.items() if got.get(k) != v]
-    problems += [f"{k}: unexpected" for k in got if k not in want]
-    if problems:
-        raise ValueError(
-            f"config.init_from={source} does not fit this model (loaded vs needed: "
-            + "; ".join(problems[:5])
-            + "). Use the same model settings as that run, or map the params in the task's "
-            "init_from_params."
-        )
-
-
 def train_and_evaluate(
     task: Task | type, config: ml_collections.ConfigDict, workdir: str
 ) -> TrainResult:
@@ -259,24 +242,11 @@ def train_and_evaluate(
         if config.init_from:
             ref = ckpt_lib.resolve(config.init_from)
             step = ckpt_lib.pick_step(ref, "best")
-            latest = ckpt_lib.pick_step(ref, "latest")
-            if latest != step:
-                # A run stopped by its time limit saves a later, unevaluated step; say which
-                # one we took so a continuation from it is one path away, not a surprise.
-                logging.warning(
-                    "init_from=%s: using its best evaluated step %d, not its latest step %d "
-                    "(name %s/%d to start from that one)",
-                    config.init_from,
-                    step,
-                    latest,
-                    ref.directory,
-                    latest,
-                )
             loaded, loaded_meta = ckpt_lib.restore_tree(ref, step, repl)
             params = task.init_from_params(
                 loaded["params"], state.params, loaded_meta.get("task_state") or {}
             )
-            _require_same_shapes(params, state.params, config.init_from)
+            ckpt_lib.require_params_fit(params, state.params, config.init_from)
             params = jax.device_put(params, jax.tree.map(lambda _: repl, state.params))
             state = steps.with_params(state, params)
             logging.info("initialised params from init_from=%s (step %d)", config.init_from, step)

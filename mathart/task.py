@@ -311,7 +311,9 @@ class MathArtTask(Task):
         its tokenizer (from `loaded_task_state`) and ours may differ when the data differs."""
         source = tokenizer_from_meta({"task_state": loaded_task_state or {}})
         target = self.data().tokenizer.vocab
-        params, report = transfer.carry_params(loaded, fresh, source.vocab, target)
+        params, report = transfer.carry_params(
+            loaded, fresh, source.vocab, target, self.config.init_from
+        )
         logging.info(
             "init_from: %d of %d tokenizer pieces keep their trained embedding (new: %s); "
             "fresh modules %s, dropped modules %s",

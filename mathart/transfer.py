@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from common.checkpoint import require_params_fit
 from common.optim import path_str
 
 EMBEDDING_PATH = ("encoder", "token_embed", "embedding")
@@ -24,43 +25,35 @@ OPTIONAL_MODULES = ("family_head",)
 
 
 def carry_params(
-    loaded: Any, fresh: Any, source_vocab: Sequence[str], target_vocab: Sequence[str]
+    loaded: Any,
+    fresh: Any,
+    source_vocab: Sequence[str],
+    target_vocab: Sequence[str],
+    source: str = "",
 ) -> tuple[dict, dict]:
     """Params for the new run and a report of what was carried.
 
     `loaded`: the init_from run's params; `fresh`: the new run's initial params; the vocabularies
-    are the two tokenizers' pieces (row i of the embedding is piece i).
+    are the two tokenizers' pieces (row i of the embedding is piece i); `source` names the
+    init_from run in errors.
     Returns (params shaped like `fresh`, {"pieces_carried", "pieces_new", "fresh_modules",
     "dropped_modules"}).
     """
     src = traverse_util.flatten_dict(dict(loaded))
     dst = traverse_util.flatten_dict(dict(fresh))
-    problems = [
-        f"missing {path_str(k)}" for k in dst if k not in src and k[0] not in OPTIONAL_MODULES
-    ]
-    problems += [
-        f"unexpected {path_str(k)}" for k in src if k not in dst and k[0] not in OPTIONAL_MODULES
-    ]
-    problems += [
-        f"{path_str(k)} has shape {np.shape(src[k])}, this config needs {np.shape(v)}"
-        for k, v in dst.items()
-        if k in src and k != EMBEDDING_PATH and np.shape(src[k]) != np.shape(v)
-    ]
-    if (
-        EMBEDDING_PATH in src
-        and np.shape(src[EMBEDDING_PATH])[1:] != np.shape(dst[EMBEDDING_PATH])[1:]
-    ):
-        problems.append(
+    # The embedding's row count and the optional modules may differ; nothing else may.
+    comparable = lambda flat: traverse_util.unflatten_dict(
+        {k: v for k, v in flat.items() if k != EMBEDDING_PATH and k[0] not in OPTIONAL_MODULES}
+    )
+    embedding_problems = []
+    if EMBEDDING_PATH not in src:
+        embedding_problems.append(f"missing {path_str(EMBEDDING_PATH)}")
+    elif np.shape(src[EMBEDDING_PATH])[1:] != np.shape(dst[EMBEDDING_PATH])[1:]:
+        embedding_problems.append(
             f"token embeddings are {np.shape(src[EMBEDDING_PATH])[1]} wide, this config's "
             f"{np.shape(dst[EMBEDDING_PATH])[1]}"
         )
-    if problems:
-        raise ValueError(
-            "config.init_from does not fit this model: "
-            + "; ".join(problems[:5])
-            + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
-            + ". Use the same model.* settings as the init_from run (its config.json)."
-        )
+    require_params_fit(comparable(src), comparable(dst), source, embedding_problems)
     for vocab, table, which in (
         (source_vocab, src[EMBEDDING_PATH], "init_from run's"),
         (target_vocab, dst[EMBEDDING_PATH], "new run's"),

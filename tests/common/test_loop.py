@@ -136,7 +136,7 @@ def test_best_and_latest_both_survive_restarts(tmp_path):
     assert checkpoint.pick_step(ref, "best") == 10 and checkpoint.pick_step(ref, "latest") == 25
 
 
-def test_final_eval_uses_best_checkpoint_not_latest(tmp_path):
+def test_final_eval_uses_best_checkpoint_not_latest(tmp_path, caplog):
     # A metric that is best at the first eval: the largest validation loss.
     result = run(tmp_path, best_metric="val/loss", best_mode="max", final_eval_splits=("test",))
     assert result.best_step == 8
@@ -149,6 +149,11 @@ def test_final_eval_uses_best_checkpoint_not_latest(tmp_path):
     first_eval = next(r for r in records(tmp_path) if "val/loss" in r)
     assert final["final/test/loss"] == pytest.approx(first_eval["val/loss"], rel=1e-6)
     assert params_of(tmp_path, "best").step == 8 and params_of(tmp_path, "latest").step == 32
+    # Loading "best" says that a later step exists (a time-limit save is never evaluated).
+    assert "using its best evaluated step 8, not its latest step 32" in caplog.text
+    # init_from of the run directory takes that best step too.
+    run(tmp_path / "b", max_steps=1, init_from=str(tmp_path), learning_rate=0.0)
+    assert_trees_equal(params_of(tmp_path / "b").params, params_of(tmp_path, "best").params)
 
 
 def test_early_stopping_after_patience_evaluations(tmp_path):
@@ -207,11 +212,15 @@ def test_init_from_with_ema_trains_from_the_loaded_params(tmp_path):
     assert_trees_close(b.ema_params, source.params)
 
 
-def test_init_from_a_run_takes_its_best_step_and_says_so(tmp_path, caplog):
-    run(tmp_path / "a", best_metric="val/loss", best_mode="max")  # best 8, latest 32
-    run(tmp_path / "b", max_steps=1, init_from=str(tmp_path / "a"), learning_rate=0.0)
-    assert_trees_equal(params_of(tmp_path / "b").params, params_of(tmp_path / "a", "best").params)
-    assert "using its best evaluated step 8, not its latest step 32" in caplog.text
+def test_param_mismatches_name_every_path_that_differs():
+    want = {"enc": {"kernel": np.zeros((2, 3))}, "head": {"bias": np.zeros(4)}}
+    got = {"enc": {"kernel": np.zeros((2, 5))}, "extra": {"w": np.zeros(1)}}
+    assert checkpoint.param_mismatches(got, want) == [
+        "missing head/bias",
+        "unexpected extra/w",
+        "enc/kernel has shape (2, 5), this config needs (2, 3)",
+    ]
+    assert checkpoint.param_mismatches(want, want) == []
 
 
 def test_init_from_another_architecture_is_refused_by_name(tmp_path):
