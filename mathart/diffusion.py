@@ -27,6 +27,7 @@ import numpy as np
 
 PREDICTIONS = ("v", "eps")
 SAMPLERS = ("ddim", "ddpm")
+STEP_WEIGHTINGS = ("none", "min_snr", "x0")
 
 DenoiseFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x_t [B,...], t [B] int32) -> out
 
@@ -103,6 +104,48 @@ def predict_x0_eps(
     """(x0_hat, eps_hat) implied by the network output at step t."""
     alpha, sigma = alpha_sigma(schedule, t)
     return _x0_eps_from_output(x_t, out, alpha, sigma, prediction)
+
+
+def loss_step_weights(
+    schedule: Schedule, weighting: str, prediction: str, gamma: float = 5.0
+) -> jax.Array:
+    """Per-step weights m_t [T] of the denoising loss, mean 1 over the T steps.
+
+    In x0 terms (error |x0_hat - x0|²) the plain v loss weights step t by SNR_t + 1 and the
+    plain eps loss by SNR_t (SNR_t = ᾱ_t / (1 - ᾱ_t)), so the almost-clean steps dominate.
+    ``weighting`` picks another weight λ(SNR) of the x0 error and m_t converts it to the loss
+    actually computed (m_t = λ / (SNR + 1) for v, λ / SNR for eps):
+
+    - ``"none"``: the plain loss, m_t = 1.
+    - ``"min_snr"``: λ = min(SNR, γ) (Min-SNR-γ, Hang et al. 2023; they use γ = 5): the
+      clean end is capped, the noisiest steps fade out.
+    - ``"x0"``: λ = 1, every step's x0 error counts the same: the noisy steps, where the
+      layout of the picture is decided, get more of the gradient than in the plain loss.
+      v only (for eps it would weight the last step by 1 / SNR ≈ 10⁷).
+
+    m_t is divided by its mean (t is drawn uniformly), so the term keeps its configured share
+    beside the loss's other terms.
+    """
+    if prediction not in PREDICTIONS:
+        raise ValueError(
+            f"unknown prediction '{prediction}'; choose one of: {', '.join(PREDICTIONS)}"
+        )
+    if weighting not in STEP_WEIGHTINGS:
+        raise ValueError(
+            f"unknown loss step weighting '{weighting}'; choose one of: "
+            f"{', '.join(STEP_WEIGHTINGS)}"
+        )
+    abar = np.asarray(schedule.alphas_cumprod, np.float64)
+    if weighting == "none":
+        return jnp.ones(abar.shape, jnp.float32)
+    if weighting == "x0" and prediction != "v":
+        raise ValueError("the 'x0' loss step weighting needs v-prediction (diffusion.prediction)")
+    if weighting == "min_snr" and not gamma > 0:
+        raise ValueError(f"Min-SNR needs gamma > 0 (loss.min_snr_gamma), got {gamma}")
+    snr = abar / (1.0 - abar)
+    x0_weight = np.minimum(snr, gamma) if weighting == "min_snr" else np.ones_like(snr)
+    w = x0_weight / (snr + 1.0 if prediction == "v" else snr)
+    return jnp.asarray(w / w.mean(), jnp.float32)
 
 
 def respaced_timesteps(num_timesteps: int, num_steps: int) -> np.ndarray:

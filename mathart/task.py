@@ -4,7 +4,7 @@ Training step (`loss_fn`), for a batch of (image x0, formula tokens, style):
   t ~ U{0..T-1}, eps ~ N(0, I), x_t = alpha_t x0 + sigma_t eps (`mathart.diffusion`);
   10 % of rows see the null formula (classifier-free guidance), 10 % an unknown style;
   the network predicts v (or eps); x0_hat follows from it.
-  loss = w_mse * mean |out - target|²
+  loss = w_mse * m_t * mean |out - target|²   (m_t: loss.step_weighting, 1 unless set)
        + mean_b ᾱ_t(b) * (w_perc * perceptual(x0_hat, x0) + w_math * math(x0_hat, x0)
                           + w_colour * colour(x0_hat, x0))
        + w_family * CE(family head, family)
@@ -128,6 +128,12 @@ class MathArtTask(Task):
                 f"config.diffusion.prediction '{config.diffusion.prediction}' unknown; choose "
                 f"one of: {', '.join(diffusion.PREDICTIONS)}"
             )
+        self.mse_step_weights = diffusion.loss_step_weights(
+            self.schedule,
+            config.loss.step_weighting,
+            config.diffusion.prediction,
+            config.loss.min_snr_gamma,
+        )
         if config.loss.colour_mode not in losses.COLOUR_MODES:
             raise ValueError(
                 f"config.loss.colour_mode '{config.loss.colour_mode}' unknown; choose one of: "
@@ -257,7 +263,7 @@ class MathArtTask(Task):
             )
         w = c.loss
         terms["loss"] = (
-            w.mse_weight * terms["mse"]
+            w.mse_weight * self.mse_step_weights[t] * terms["mse"]
             + w.perceptual_weight * terms["perceptual"]
             + w.math_weight * terms["math"]
             + w.colour_weight * terms["colour"]

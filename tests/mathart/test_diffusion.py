@@ -44,6 +44,42 @@ def test_v_and_eps_parameterisations_invert(schedule):
 
 
 @pytest.mark.parametrize(
+    "weighting,prediction", [("min_snr", "v"), ("min_snr", "eps"), ("x0", "v"), ("none", "v")]
+)
+def test_loss_step_weights_give_the_stated_weight_of_the_x0_error(schedule, weighting, prediction):
+    """m_t |out - target|² = c · λ(SNR_t) · |x0_hat - x0|², one c for every step."""
+    gamma = 5.0
+    w = diffusion.loss_step_weights(schedule, weighting, prediction, gamma)
+    w = np.asarray(w, np.float64)
+    assert w.shape == (T,) and abs(w.mean() - 1.0) < 1e-5
+    k1, k2, k3 = jax.random.split(jax.random.key(1), 3)
+    t = jnp.arange(5, T - 5, 10)  # away from both ends, where float32 inversion loses digits
+    x0 = jax.random.uniform(k1, (t.shape[0], 4, 4, 3), minval=-1, maxval=1)
+    eps = jax.random.normal(k2, x0.shape)
+    x_t = diffusion.q_sample(schedule, x0, t, eps)
+    target = diffusion.training_target(schedule, x0, eps, t, prediction)
+    out = target + 0.1 * jax.random.normal(k3, x0.shape)  # a wrong prediction
+    x0_hat, _ = diffusion.predict_x0_eps(schedule, x_t, t, out, prediction)
+    loss = w[t] * np.mean(np.square(np.asarray(out - target, np.float64)), axis=(1, 2, 3))
+    x0_err = np.mean(np.square(np.asarray(x0_hat - x0, np.float64)), axis=(1, 2, 3))
+    abar = np.asarray(schedule.alphas_cumprod, np.float64)[t]
+    snr = abar / (1 - abar)
+    x0_weight = {"min_snr": np.minimum(snr, gamma), "x0": 1.0, "none": snr + 1}[weighting]
+    ratio = loss / (x0_weight * x0_err)
+    np.testing.assert_allclose(ratio, ratio[0], rtol=2e-3)
+
+
+def test_loss_step_weights_refuse_what_they_cannot_mean(schedule):
+    for args, words in [
+        (("x0", "eps"), "needs v-prediction"),
+        (("min_snr", "v", 0.0), "gamma > 0"),
+        (("snr", "v"), "none, min_snr, x0"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            diffusion.loss_step_weights(schedule, *args)
+
+
+@pytest.mark.parametrize(
     "method,eta,prediction,num_steps",
     [
         ("ddim", 0.0, "v", 1),
