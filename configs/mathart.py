@@ -67,11 +67,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.val_jsonl = ""
     c.data.val_fraction = 0.05  # held out from train_jsonl when no val_jsonl is given
     c.data.skip_bad_lines = False
+    # "digits": numbers are spelled digit by digit, so unseen parameter values are made of
+    # known pieces; "whole": one piece per distinct number (mathart/formula/tokenizer.py).
+    c.data.number_tokens = "digits"
 
     # --- model (mathart.models): formula encoder (seed flag names) + U-Net
     c.model = ml_collections.ConfigDict()
     c.model.vocab_size = 5000  # embedding rows; the tokenizer's vocabulary cap (seed: 5000)
-    c.model.max_formula_tokens = 64  # learned positions; longest sampled formula ≈ 45 tokens
+    # Learned positions; the longest sampled formula is 63 pieces with digit-spelled numbers.
+    c.model.max_formula_tokens = 80
     c.model.embedding_dim = 256  # encoder width (ADR: TEXT_EMB_DIM 512 of a frozen CLIP)
     c.model.num_layers = 4
     c.model.num_heads = 4

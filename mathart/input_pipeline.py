@@ -159,7 +159,9 @@ def load_data(config: ml_collections.ConfigDict) -> MathArtData:
     else:
         raise ValueError(f"unknown config.data.source '{source}'; choose procedural or jsonl")
     tokenizer = Tokenizer.build(
-        (str(f) for f in raw["train"]["formula"]), max_vocab=config.model.vocab_size
+        (str(f) for f in raw["train"]["formula"]),
+        max_vocab=config.model.vocab_size,
+        numbers=config.data.number_tokens,
     )
     max_len = config.model.max_formula_tokens
     splits = {

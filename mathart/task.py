@@ -19,7 +19,6 @@ them to hooks) and returns a grid of [generated | ground truth] pairs plus quick
 (`mathart.evaluate`); the loop writes it to TensorBoard and as PNG.
 """
 
-import json
 import logging
 from typing import Any
 
@@ -303,11 +302,13 @@ class MathArtTask(Task):
         saved = state.get("tokenizer")
         if saved is None or self._data is None:
             return
-        if json.loads(saved)["vocab"] != self._data.tokenizer.vocab:
+        saved, ours = Tokenizer.from_json(saved), self._data.tokenizer
+        if (saved.vocab, saved.numbers) != (ours.vocab, ours.numbers):
             raise ValueError(
                 "the tokenizer rebuilt from this run's data differs from the one in the "
-                "checkpoint: the training data changed (data.source, data.num_train, "
-                "data.data_seed or the JSONL file). Resume with the original data settings."
+                "checkpoint: the training data or its tokenisation changed (data.source, "
+                "data.num_train, data.data_seed, data.number_tokens or the JSONL file). Resume "
+                "with the original data settings."
             )
 
     def init_from_params(

@@ -5,6 +5,13 @@ Pieces. A text that the formula lexer accepts is split into its canonical mathem
 formula encodes the same way. Any other text (a caption such as "a red rose curve", from the
 JSONL loader) is split into words, punctuation and single spaces.
 
+Numbers (``numbers``): ``"digits"`` spells every number with its characters (``2.6`` ->
+``2 . 6``), so the encoder sees every digit often and a number it never met in training is
+made of pieces it knows; ``"whole"`` keeps each number one piece (``2.6``). Procedural
+formulas hold ~1,400 distinct numbers, a third of them once, so with whole numbers most
+parameter values are rare embeddings and an unseen one falls back to a character spelling
+the model never trained on. Tokenizers saved before this option (format version 1) are whole.
+
 Vocabulary (`Tokenizer.build`): the four specials, then a base that can spell anything in the
 formula language (printable ASCII and every whitelisted name), then the corpus's most frequent
 remaining pieces until ``max_vocab`` (default 5000, the seed's figure). A piece outside the
@@ -28,15 +35,24 @@ from mathart.formula import lexer, names
 from mathart.formula.errors import FormulaError
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
+NUMBER_MODES = ("digits", "whole")
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
 _FORMAT = "mathart.tokenizer"
 _WORDS = re.compile(r"\s+|\w+|[^\w\s]")
 
 
-def pieces(text: str) -> list[str]:
-    """Pre-tokenisation: canonical formula tokens if `text` lexes as a formula, else words."""
+def pieces(text: str, numbers: str = "whole") -> list[str]:
+    """Pre-tokenisation: canonical formula tokens if `text` lexes as a formula, else words.
+
+    ``numbers="digits"`` splits each number into its characters (module docstring)."""
     try:
-        return [t.text for t in lexer.tokens_for(text)]
+        out: list[str] = []
+        for t in lexer.tokens_for(text):
+            if numbers == "digits" and t.kind == lexer.NUM:
+                out.extend(t.text)
+            else:
+                out.append(t.text)
+        return out
     except FormulaError:
         return [" " if p.isspace() else p for p in _WORDS.findall(text)]
 
@@ -50,7 +66,12 @@ def _base_vocab() -> list[str]:
 class Tokenizer:
     """Maps text to ids and back. Build from a corpus; save and load as JSON."""
 
-    def __init__(self, vocab: Sequence[str]):
+    def __init__(self, vocab: Sequence[str], numbers: str = "digits"):
+        if numbers not in NUMBER_MODES:
+            raise ValueError(
+                f"unknown number tokenisation '{numbers}'; choose one of: {', '.join(NUMBER_MODES)}"
+            )
+        self.numbers = numbers
         vocab = list(vocab)
         if tuple(vocab[: len(SPECIALS)]) != SPECIALS:
             raise ValueError(f"a vocabulary must start with {SPECIALS}, got {vocab[:4]}")
@@ -61,7 +82,9 @@ class Tokenizer:
         self.index = {p: i for i, p in enumerate(vocab)}
 
     @classmethod
-    def build(cls, corpus: Iterable[str], max_vocab: int = 5000) -> "Tokenizer":
+    def build(
+        cls, corpus: Iterable[str], max_vocab: int = 5000, numbers: str = "digits"
+    ) -> "Tokenizer":
         """Base vocabulary plus the most frequent corpus pieces, ``max_vocab`` ids in all."""
         base = _base_vocab()
         if max_vocab < len(base):
@@ -72,10 +95,10 @@ class Tokenizer:
             )
         counts: collections.Counter[str] = collections.Counter()
         for text in corpus:
-            counts.update(pieces(text))
+            counts.update(pieces(text, numbers))
         known = set(base)
         ranked = sorted((p for p in counts if p not in known), key=lambda p: (-counts[p], p))
-        return cls(base + ranked[: max_vocab - len(base)])
+        return cls(base + ranked[: max_vocab - len(base)], numbers)
 
     @property
     def vocab_size(self) -> int:
@@ -84,7 +107,7 @@ class Tokenizer:
     def ids(self, text: str) -> list[int]:
         """Ids of `text` without specials or padding."""
         out: list[int] = []
-        for p in pieces(text):
+        for p in pieces(text, self.numbers):
             i = self.index.get(p)
             if i is not None:
                 out.append(i)
@@ -125,19 +148,22 @@ class Tokenizer:
             return text
 
     def to_json(self) -> str:
-        return json.dumps({"format": _FORMAT, "version": 1, "vocab": self.vocab})
+        doc = {"format": _FORMAT, "version": 2, "numbers": self.numbers, "vocab": self.vocab}
+        return json.dumps(doc)
 
     @classmethod
     def from_json(cls, data: str) -> "Tokenizer":
         obj = json.loads(data)
         if not isinstance(obj, dict) or obj.get("format") != _FORMAT:
             raise ValueError(f"not a {_FORMAT} JSON document (missing 'format': '{_FORMAT}')")
-        if obj.get("version") != 1:
-            raise ValueError(f"unsupported tokenizer version {obj.get('version')!r}; expected 1")
+        version = obj.get("version")
+        if version not in (1, 2):
+            raise ValueError(f"unsupported tokenizer version {version!r}; expected 1 or 2")
         vocab = obj.get("vocab")
         if not isinstance(vocab, list) or not all(isinstance(p, str) for p in vocab):
             raise ValueError("tokenizer JSON: 'vocab' must be a list of strings")
-        return cls(vocab)
+        # Version 1 predates the number option and always kept numbers whole.
+        return cls(vocab, obj.get("numbers", "whole") if version == 2 else "whole")
 
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:

@@ -249,9 +249,10 @@ def test_tokenizer_math_tokens_and_round_trip():
 
 
 def test_tokenizer_fallback_cap_and_json():
-    tok = Tokenizer.build(CORPUS * 3 + ["y = 0.123456*x"], max_vocab=5000)
+    tok = Tokenizer.build(CORPUS * 3 + ["y = 0.123456*x"], max_vocab=5000, numbers="whole")
     assert "0.5" in tok.index  # frequent number: one piece
-    capped = Tokenizer.build(CORPUS, max_vocab=len(Tokenizer.build([], 5000).vocab))
+    base_size = len(Tokenizer.build([], 5000).vocab)
+    capped = Tokenizer.build(CORPUS, max_vocab=base_size, numbers="whole")
     assert "0.5" not in capped.index  # no room: spelled with characters
     ids = capped.ids("y = 0.5")
     assert [capped.vocab[i] for i in ids] == ["y", "=", "0", ".", "5"]
@@ -260,7 +261,7 @@ def test_tokenizer_fallback_cap_and_json():
     long = tok.encode("y = " + " + ".join(["x"] * 50), 10)
     assert long[0] == BOS and long[-1] == EOS and (long != PAD).all()
     again = Tokenizer.from_json(tok.to_json())
-    assert again.vocab == tok.vocab
+    assert (again.vocab, again.numbers) == (tok.vocab, "whole")
     assert json.loads(tok.to_json())["format"] == "mathart.tokenizer"
     with pytest.raises(ValueError, match="max_vocab"):
         Tokenizer.build(CORPUS, max_vocab=50)
@@ -269,6 +270,27 @@ def test_tokenizer_fallback_cap_and_json():
     # Captions (not formulas) are words.
     assert tok.decode(tok.encode("a red rose curve", 16)) == "a red rose curve"
     assert tok.encode_batch(["x^2 + y^2 = 4", "r = cos(4*theta)"], 12).shape == (2, 12)
+
+
+def test_tokenizer_spells_numbers_with_digits_so_unseen_values_use_known_pieces():
+    tok = Tokenizer.build(CORPUS, max_vocab=5000)  # numbers="digits", the default
+    # Every formula piece (digits, names, operators) is in the base vocabulary; only the
+    # caption's words longer than one character are added from the corpus.
+    added = tok.vocab[len(Tokenizer.build([], 5000).vocab) :]
+    assert sorted(added) == ["curve", "red", "rose"]
+    ids = tok.encode("r = 1 + 2.65*sin(theta)", 32)
+    body = [tok.vocab[i] for i in ids if i > EOS]
+    assert body == ["r", "=", "1", "+", "2", ".", "6", "5", "*", "sin", "(", "theta", ")"]
+    assert UNK not in ids
+    assert tok.decode(ids) == "r = 1 + 2.65*sin(theta)"
+    # Exponent notation and every spelling of the same number agree.
+    assert (tok.encode("y = 2.50x", 32) == tok.encode("y=2.5*x", 32)).all()
+    # Saved and loaded with its mode; a version-1 file (before the option) keeps numbers whole.
+    assert Tokenizer.from_json(tok.to_json()).numbers == "digits"
+    old = json.dumps({"format": "mathart.tokenizer", "version": 1, "vocab": tok.vocab})
+    assert Tokenizer.from_json(old).numbers == "whole"
+    with pytest.raises(ValueError, match="digits, whole"):
+        Tokenizer.build(CORPUS, numbers="decimal")
 
 
 # ---- property-based round trips (hypothesis) -----------------------------------------------------

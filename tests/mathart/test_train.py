@@ -19,9 +19,14 @@ from mathart.task import MathArtTask, tokenizer_from_meta
 SIZE = 16
 
 
-def _write_dataset(folder, slope_step: float = 0.25) -> str:
+SOURCE_CAPTIONS = ("gold ring", "gold glow", "blue ring", "gold ring")
+
+
+def _write_dataset(folder, slope_step: float = 0.25, captions=SOURCE_CAPTIONS) -> str:
     """40 (image, formula) pairs: circles of growing radius and lines of growing slope
-    (`slope_step` apart, so another step gives formulas with other number tokens)."""
+    (`slope_step` apart, so another step gives formulas with other numbers); every tenth pair
+    has a caption instead (``prompt``). Formulas are spelled with base pieces only (digits,
+    names, operators), so the captions' words are what gives two datasets other vocabularies."""
     os.makedirs(folder / "img", exist_ok=True)
     lines = []
     for i in range(40):
@@ -38,7 +43,10 @@ def _write_dataset(folder, slope_step: float = 0.25) -> str:
         name = f"img/{i:03d}.png"
         img.save(folder / name)
         key = "image" if i % 3 else "image_path"  # both spellings are accepted
-        lines.append(json.dumps({key: name, "formula": formula}))
+        if i % 10 == 9:
+            lines.append(json.dumps({key: name, "prompt": captions[i // 10]}))
+        else:
+            lines.append(json.dumps({key: name, "formula": formula}))
     path = folder / "pairs.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
@@ -156,7 +164,9 @@ def test_init_from_matches_token_embeddings_by_piece(smoke_run, tmp_path):
     config, _, source_dir = smoke_run
     source = load_run(source_dir, which="best")
     config = config.copy_and_resolve_references()
-    config.data.train_jsonl = _write_dataset(tmp_path, slope_step=0.3)
+    # Other word counts reorder the caption pieces; "cyan" is new.
+    captions = ("blue ring", "blue cyan", "blue ring", "gold ring")
+    config.data.train_jsonl = _write_dataset(tmp_path, slope_step=0.3, captions=captions)
     config.init_from = source_dir
     config.learning_rate = 0.0
     config.max_steps = 2
