@@ -67,15 +67,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.val_jsonl = ""
     c.data.val_fraction = 0.05  # held out from train_jsonl when no val_jsonl is given
     c.data.skip_bad_lines = False
-    # "digits": numbers are spelled digit by digit, so unseen parameter values are made of
-    # known pieces; "whole": one piece per distinct number (mathart/formula/tokenizer.py).
-    c.data.number_tokens = "digits"
+    # "whole": one piece per distinct number; "digits": numbers spelled digit by digit, so an
+    # unseen value is made of known pieces (raise model.max_formula_tokens to 80 for the
+    # procedural formulas). Measured on tiny32_cpu, whole is not worse: mathart/README.md.
+    c.data.number_tokens = "whole"
 
     # --- model (mathart.models): formula encoder (seed flag names) + U-Net
     c.model = ml_collections.ConfigDict()
     c.model.vocab_size = 5000  # embedding rows; the tokenizer's vocabulary cap (seed: 5000)
-    # Learned positions; the longest sampled formula is 63 pieces with digit-spelled numbers.
-    c.model.max_formula_tokens = 80
+    # Learned positions; the longest sampled formula is 49 pieces (63 with digit-spelled numbers).
+    c.model.max_formula_tokens = 64
     c.model.embedding_dim = 256  # encoder width (ADR: TEXT_EMB_DIM 512 of a frozen CLIP)
     c.model.num_layers = 4
     c.model.num_heads = 4

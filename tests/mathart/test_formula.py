@@ -273,7 +273,7 @@ def test_tokenizer_fallback_cap_and_json():
 
 
 def test_tokenizer_spells_numbers_with_digits_so_unseen_values_use_known_pieces():
-    tok = Tokenizer.build(CORPUS, max_vocab=5000)  # numbers="digits", the default
+    tok = Tokenizer.build(CORPUS, max_vocab=5000, numbers="digits")
     # Every formula piece (digits, names, operators) is in the base vocabulary; only the
     # caption's words longer than one character are added from the corpus.
     added = tok.vocab[len(Tokenizer.build([], 5000).vocab) :]

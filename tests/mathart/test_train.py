@@ -25,8 +25,8 @@ SOURCE_CAPTIONS = ("gold ring", "gold glow", "blue ring", "gold ring")
 def _write_dataset(folder, slope_step: float = 0.25, captions=SOURCE_CAPTIONS) -> str:
     """40 (image, formula) pairs: circles of growing radius and lines of growing slope
     (`slope_step` apart, so another step gives formulas with other numbers); every tenth pair
-    has a caption instead (``prompt``). Formulas are spelled with base pieces only (digits,
-    names, operators), so the captions' words are what gives two datasets other vocabularies."""
+    has a caption instead (``prompt``). Its words give two datasets other vocabularies even
+    when numbers are spelled with digits (then every formula piece is in the base vocabulary)."""
     os.makedirs(folder / "img", exist_ok=True)
     lines = []
     for i in range(40):
