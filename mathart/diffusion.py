@@ -29,6 +29,13 @@ PREDICTIONS = ("v", "eps")
 SAMPLERS = ("ddim", "ddpm")
 STEP_WEIGHTINGS = ("none", "min_snr", "x0")
 
+
+def require_choice(value: str, choices: tuple[str, ...], what: str) -> None:
+    """The one "unknown X; choose one of" error of this module (and of the task's config)."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} '{value}'; choose one of: {', '.join(choices)}")
+
+
 DenoiseFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x_t [B,...], t [B] int32) -> out
 
 
@@ -79,23 +86,21 @@ def training_target(
     schedule: Schedule, x0: jax.Array, noise: jax.Array, t: jax.Array, prediction: str
 ) -> jax.Array:
     """What the network is trained to output: ``v`` or ``eps``."""
+    require_choice(prediction, PREDICTIONS, "prediction")
     if prediction == "eps":
         return noise
-    if prediction == "v":
-        alpha, sigma = alpha_sigma(schedule, t)
-        return _bcast(alpha, x0) * noise - _bcast(sigma, x0) * x0
-    raise ValueError(f"unknown prediction '{prediction}'; choose one of: {', '.join(PREDICTIONS)}")
+    alpha, sigma = alpha_sigma(schedule, t)
+    return _bcast(alpha, x0) * noise - _bcast(sigma, x0) * x0
 
 
 def _x0_eps_from_output(
     x_t: jax.Array, out: jax.Array, alpha: jax.Array, sigma: jax.Array, prediction: str
 ) -> tuple[jax.Array, jax.Array]:
+    require_choice(prediction, PREDICTIONS, "prediction")
     alpha, sigma = _bcast(alpha, x_t), _bcast(sigma, x_t)
     if prediction == "v":
         return alpha * x_t - sigma * out, sigma * x_t + alpha * out
-    if prediction == "eps":
-        return (x_t - sigma * out) / alpha, out
-    raise ValueError(f"unknown prediction '{prediction}'; choose one of: {', '.join(PREDICTIONS)}")
+    return (x_t - sigma * out) / alpha, out
 
 
 def predict_x0_eps(
@@ -126,15 +131,8 @@ def loss_step_weights(
     m_t is divided by its mean (t is drawn uniformly), so the term keeps its configured share
     beside the loss's other terms.
     """
-    if prediction not in PREDICTIONS:
-        raise ValueError(
-            f"unknown prediction '{prediction}'; choose one of: {', '.join(PREDICTIONS)}"
-        )
-    if weighting not in STEP_WEIGHTINGS:
-        raise ValueError(
-            f"unknown loss step weighting '{weighting}'; choose one of: "
-            f"{', '.join(STEP_WEIGHTINGS)}"
-        )
+    require_choice(prediction, PREDICTIONS, "prediction")
+    require_choice(weighting, STEP_WEIGHTINGS, "loss step weighting")
     abar = np.asarray(schedule.alphas_cumprod, np.float64)
     if weighting == "none":
         return jnp.ones(abar.shape, jnp.float32)
@@ -231,8 +229,7 @@ def sample(
     ``clip_x0`` clamps x0_hat to the data range [-1, 1] and recomputes eps_hat from it, so the
     update stays consistent. One `lax.scan` over steps: traced once, any step count.
     """
-    if method not in SAMPLERS:
-        raise ValueError(f"unknown sampler '{method}'; choose one of: {', '.join(SAMPLERS)}")
+    require_choice(method, SAMPLERS, "sampler")
     steps = respaced_timesteps(schedule.num_timesteps, num_steps)
     abar = np.asarray(schedule.alphas_cumprod, np.float64)
     abar_t = jnp.asarray(abar[steps], jnp.float32)

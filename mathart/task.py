@@ -122,16 +122,23 @@ class MathArtTask(Task):
         self.num_families = num_families_of(config)
         self.model = build_model(config, self.num_families)
         self.schedule = diffusion.cosine_schedule(config.diffusion.timesteps)
-        if config.diffusion.prediction not in diffusion.PREDICTIONS:
-            raise ValueError(
-                f"config.diffusion.prediction '{config.diffusion.prediction}' unknown; choose "
-                f"one of: {', '.join(diffusion.PREDICTIONS)}"
+        diffusion.require_choice(
+            config.diffusion.prediction, diffusion.PREDICTIONS, "config.diffusion.prediction"
+        )
+        diffusion.require_choice(
+            config.loss.step_weighting, diffusion.STEP_WEIGHTINGS, "config.loss.step_weighting"
+        )
+        # None when off: the default train step stays exactly the graph the README measured,
+        # without a gather and a multiply by ones in every step.
+        self.mse_step_weights = (
+            None
+            if config.loss.step_weighting == "none"
+            else diffusion.loss_step_weights(
+                self.schedule,
+                config.loss.step_weighting,
+                config.diffusion.prediction,
+                config.loss.min_snr_gamma,
             )
-        self.mse_step_weights = diffusion.loss_step_weights(
-            self.schedule,
-            config.loss.step_weighting,
-            config.diffusion.prediction,
-            config.loss.min_snr_gamma,
         )
         if config.loss.colour_mode not in losses.COLOUR_MODES:
             raise ValueError(
@@ -261,8 +268,13 @@ class MathArtTask(Task):
                 known, (family_logits.argmax(-1) == labels).astype(jnp.float32), 0.0
             )
         w = c.loss
+        mse = (
+            terms["mse"]
+            if self.mse_step_weights is None
+            else self.mse_step_weights[t] * terms["mse"]
+        )
         terms["loss"] = (
-            w.mse_weight * self.mse_step_weights[t] * terms["mse"]
+            w.mse_weight * mse
             + w.perceptual_weight * terms["perceptual"]
             + w.math_weight * terms["math"]
             + w.colour_weight * terms["colour"]
@@ -302,8 +314,7 @@ class MathArtTask(Task):
         saved = state.get("tokenizer")
         if saved is None or self._data is None:
             return
-        saved, ours = Tokenizer.from_json(saved), self._data.tokenizer
-        if (saved.vocab, saved.numbers) != (ours.vocab, ours.numbers):
+        if Tokenizer.from_json(saved) != self._data.tokenizer:
             raise ValueError(
                 "the tokenizer rebuilt from this run's data differs from the one in the "
                 "checkpoint: the training data or its tokenisation changed (data.source, "

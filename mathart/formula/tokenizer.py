@@ -102,6 +102,14 @@ class Tokenizer:
         ranked = sorted((p for p in counts if p not in known), key=lambda p: (-counts[p], p))
         return cls(base + ranked[: max_vocab - len(base)], numbers)
 
+    def __eq__(self, other: object) -> bool:
+        """Same ids for every text: the same pieces in the same rows, numbers split the same way."""
+        if not isinstance(other, Tokenizer):
+            return NotImplemented
+        return (self.vocab, self.numbers) == (other.vocab, other.numbers)
+
+    __hash__ = None  # compared by content, so not hashable (like a list)
+
     @property
     def vocab_size(self) -> int:
         return len(self.vocab)
@@ -164,8 +172,8 @@ class Tokenizer:
         vocab = obj.get("vocab")
         if not isinstance(vocab, list) or not all(isinstance(p, str) for p in vocab):
             raise ValueError("tokenizer JSON: 'vocab' must be a list of strings")
-        # Version 1 predates the number option and always kept numbers whole.
-        return cls(vocab, obj.get("numbers", "whole") if version == 2 else "whole")
+        # Version 1 predates the number option (no "numbers" key) and always kept numbers whole.
+        return cls(vocab, obj.get("numbers", "whole"))
 
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:

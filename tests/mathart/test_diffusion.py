@@ -193,3 +193,28 @@ def test_guidance_is_affine():
     np.testing.assert_allclose(diffusion.guided(c, u, 1.0), c)
     np.testing.assert_allclose(diffusion.guided(c, u, 0.0), u)
     np.testing.assert_allclose(diffusion.guided(c, u, 3.0), u + 3 * (c - u))
+
+
+def test_task_weights_only_the_denoising_term_by_step():
+    """The task's loss with a step weighting differs from the plain one by exactly
+    w_mse (m_t - 1) |out - target|² per row; every other term is untouched."""
+    from configs.mathart import get_config
+    from mathart.task import MathArtTask
+
+    losses = {}
+    for weighting in ("none", "min_snr"):
+        config = get_config("smoke")
+        config.loss.step_weighting = weighting
+        task = MathArtTask(config)
+        batch = task.synthetic_batch(4, np.random.default_rng(0))
+        params = task.init_variables(jax.random.key(0), batch)["params"]
+        t = jnp.array([0, 5, 10, 19])
+        noise = jax.random.normal(jax.random.key(1), batch["image"].shape)
+        none = jnp.zeros((4,), bool)
+        losses[weighting] = task._terms(params, {}, batch, t, noise, none, none)
+    plain, weighted = losses["none"], losses["min_snr"]
+    np.testing.assert_array_equal(weighted["mse"], plain["mse"])
+    m_t = diffusion.loss_step_weights(task.schedule, "min_snr", "v", config.loss.min_snr_gamma)[t]
+    expected = plain["loss"] + config.loss.mse_weight * (m_t - 1.0) * plain["mse"]
+    np.testing.assert_allclose(weighted["loss"], expected, rtol=1e-5)
+    assert not np.allclose(weighted["loss"], plain["loss"])

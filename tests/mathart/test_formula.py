@@ -283,12 +283,15 @@ def test_tokenizer_spells_numbers_with_digits_so_unseen_values_use_known_pieces(
     assert body == ["r", "=", "1", "+", "2", ".", "6", "5", "*", "sin", "(", "theta", ")"]
     assert UNK not in ids
     assert tok.decode(ids) == "r = 1 + 2.65*sin(theta)"
-    # Exponent notation and every spelling of the same number agree.
+    # Every spelling of the same number agrees (the lexer writes numbers canonically).
     assert (tok.encode("y = 2.50x", 32) == tok.encode("y=2.5*x", 32)).all()
-    # Saved and loaded with its mode; a version-1 file (before the option) keeps numbers whole.
-    assert Tokenizer.from_json(tok.to_json()).numbers == "digits"
+    assert (tok.encode("y = 1e3*x", 32) == tok.encode("y = 1000*x", 32)).all()
+    # Saved and loaded with its mode; a version-1 file (before the option) keeps numbers whole,
+    # and a tokenizer is equal only to one that splits numbers the same way.
+    assert Tokenizer.from_json(tok.to_json()) == tok
     old = json.dumps({"format": "mathart.tokenizer", "version": 1, "vocab": tok.vocab})
     assert Tokenizer.from_json(old).numbers == "whole"
+    assert Tokenizer.from_json(old) != tok
     with pytest.raises(ValueError, match="digits, whole"):
         Tokenizer.build(CORPUS, numbers="decimal")
 
