@@ -100,6 +100,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.diffusion.prediction = "v"  # "v" | "eps"
     c.diffusion.cond_drop_prob = 0.1  # null formula (classifier-free guidance training)
     c.diffusion.style_drop_prob = 0.1  # unknown style, so sampling without a style works
+    # Self-conditioning (Chen et al. 2023, "Analog Bits"): the U-Net also sees its previous x0
+    # estimate (sampling: the last step's; training: its own first pass on this share of steps).
+    c.diffusion.self_condition = False
+    c.diffusion.self_condition_prob = 0.5
 
     # --- losses (mathart.losses); seed 000: MSE 0.3, perceptual 0.4, math 0.2, colour 0.1
     c.loss = ml_collections.ConfigDict()

@@ -36,7 +36,8 @@ def require_choice(value: str, choices: tuple[str, ...], what: str) -> None:
         raise ValueError(f"unknown {what} '{value}'; choose one of: {', '.join(choices)}")
 
 
-DenoiseFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x_t [B,...], t [B] int32) -> out
+# (x_t [B,...], t [B] int32) -> out; with self-conditioning (x_t, t, x0_prev [B,...]) -> out.
+DenoiseFn = Callable[..., jax.Array]
 
 
 @flax.struct.dataclass
@@ -221,13 +222,16 @@ def sample(
     eta: float = 0.0,
     prediction: str = "v",
     clip_x0: bool = True,
+    self_condition: bool = False,
 ) -> jax.Array:
     """Runs a sampler from ``x_init`` (pure noise at t = T-1) to x0; returns float32 x0.
 
     ``method="ddim"`` (with ``eta``) or ``"ddpm"`` (ancestral posterior sampling), both over the
     re-spaced steps ``respaced_timesteps(T, num_steps)``; ``num_steps = T`` is the full chain.
     ``clip_x0`` clamps x0_hat to the data range [-1, 1] and recomputes eps_hat from it, so the
-    update stays consistent. One `lax.scan` over steps: traced once, any step count.
+    update stays consistent. With ``self_condition`` the network is called as
+    ``denoise_fn(x_t, t, x0_prev)`` with the previous step's x0_hat clipped to [-1, 1] (zeros at
+    the first step; Chen et al. 2023). One `lax.scan` over steps: traced once, any step count.
     """
     require_choice(method, SAMPLERS, "sampler")
     steps = respaced_timesteps(schedule.num_timesteps, num_steps)
@@ -236,9 +240,12 @@ def sample(
     abar_prev = jnp.asarray(np.append(abar[steps[1:]], 1.0), jnp.float32)
     batch = x_init.shape[0]
 
-    def body(x, inputs):
+    def body(carry, inputs):
+        x, x0_prev = carry
         t, a_t, a_prev, index = inputs
-        out = denoise_fn(x, jnp.full((batch,), t, jnp.int32)).astype(jnp.float32)
+        t_batch = jnp.full((batch,), t, jnp.int32)
+        out = denoise_fn(x, t_batch, x0_prev) if self_condition else denoise_fn(x, t_batch)
+        out = out.astype(jnp.float32)
         alpha, sigma = jnp.sqrt(a_t), jnp.sqrt(1 - a_t)
         x0_hat, eps_hat = _x0_eps_from_output(x, out, alpha, sigma, prediction)
         if clip_x0:
@@ -249,8 +256,10 @@ def sample(
             x = ddim_update(x, x0_hat, eps_hat, a_t, a_prev, eta, noise)
         else:
             x = ddpm_update(x, x0_hat, a_t, a_prev, noise)
-        return x, None
+        # Clipped as in training (`MathArtTask._self_condition_input`), whatever clip_x0 says.
+        return (x, jnp.clip(x0_hat, -1.0, 1.0)), None
 
     inputs = (jnp.asarray(steps), abar_t, abar_prev, jnp.arange(len(steps)))
-    x, _ = jax.lax.scan(body, x_init.astype(jnp.float32), inputs)
+    x_init = x_init.astype(jnp.float32)
+    (x, _), _ = jax.lax.scan(body, (x_init, jnp.zeros_like(x_init)), inputs)
     return x

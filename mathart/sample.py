@@ -46,7 +46,8 @@ def build_generator(
     float32 [B, R, R, 3] in [-1, 1].
 
     Classifier-free guidance runs the conditional and the null-formula condition (same style) as
-    one batch of 2B per step; ``guidance_scale == 1`` skips the null half.
+    one batch of 2B per step; ``guidance_scale == 1`` skips the null half. A self-conditioned
+    model gets the previous step's guided x0 estimate in both halves.
     """
     T = schedule.num_timesteps
 
@@ -60,15 +61,19 @@ def build_generator(
         guided = guidance_scale != 1.0
         both = concat_conditions(cond, uncond) if guided else cond
 
-        def denoise(x, t):
+        def denoise(x, t, x0_prev=None):
             t_frac = (t.astype(jnp.float32) + 1.0) / T
             if not guided:
-                return model.apply(variables, x, t_frac, cond, method=MathArtDenoiser.denoise)
+                return model.apply(
+                    variables, x, t_frac, cond, x0_prev, method=MathArtDenoiser.denoise
+                )
+            twice = lambda a: None if a is None else jnp.concatenate([a, a])
             out = model.apply(
                 variables,
-                jnp.concatenate([x, x]),
-                jnp.concatenate([t_frac, t_frac]),
+                twice(x),
+                twice(t_frac),
                 both,
+                twice(x0_prev),
                 method=MathArtDenoiser.denoise,
             )
             c, u = jnp.split(out, 2)
@@ -86,6 +91,7 @@ def build_generator(
             eta=eta,
             prediction=prediction,
             clip_x0=clip_x0,
+            self_condition=model.self_condition,
         )
 
     return generate

@@ -3,7 +3,9 @@
 Training step (`loss_fn`), for a batch of (image x0, formula tokens, style):
   t ~ U{0..T-1}, eps ~ N(0, I), x_t = alpha_t x0 + sigma_t eps (`mathart.diffusion`);
   10 % of rows see the null formula (classifier-free guidance), 10 % an unknown style;
-  the network predicts v (or eps); x0_hat follows from it.
+  the network predicts v (or eps); x0_hat follows from it. With diffusion.self_condition, on
+  half of the steps the network first estimates x0 without help and then sees that estimate
+  (no gradient through it) beside x_t, as it will while sampling.
   loss = w_mse * m_t * mean |out - target|²   (m_t: loss.step_weighting, 1 unless set)
        + mean_b ᾱ_t(b) * (w_perc * perceptual(x0_hat, x0) + w_math * math(x0_hat, x0)
                           + w_colour * colour(x0_hat, x0))
@@ -75,6 +77,7 @@ def build_model(
         style_dim=input_pipeline.STYLE_DIM,
         num_families=num_families,
         remat=m.remat,
+        self_condition=config.diffusion.self_condition,
         dtype=compute_dtype(config) if dtype is None else dtype,
     )
 
@@ -226,17 +229,44 @@ class MathArtTask(Task):
             variables["vgg"] = self._vgg[0]["params"]
         return variables
 
-    def _terms(self, params, extras, batch, t, noise, drop, style_drop) -> dict[str, jax.Array]:
-        """Per-example loss terms [B] (float32) at steps ``t`` with noise ``noise``."""
+    def _self_condition_input(self, apply, x_t, t, use) -> jax.Array | None:
+        """The x0 estimate a self-conditioned model sees (Chen et al. 2023, §2.2): on a
+        ``use`` step, the model's own clipped estimate from a first pass with none, as a
+        constant (no gradient flows through it); otherwise zeros, what the sampler's first step
+        sees. ``use`` is a traced coin (training: one per batch, so `lax.cond` runs the first
+        pass only when it lands) or a Python bool. None when self-conditioning is off."""
+        if not self.config.diffusion.self_condition:
+            return None
+
+        def estimate(_):
+            out, _ = apply(None)
+            x0_hat, _ = diffusion.predict_x0_eps(
+                self.schedule, x_t, t, out, self.config.diffusion.prediction
+            )
+            return jax.lax.stop_gradient(jnp.clip(x0_hat, -1.0, 1.0))
+
+        if isinstance(use, bool):
+            return estimate(None) if use else jnp.zeros_like(x_t)
+        return jax.lax.cond(use, estimate, lambda _: jnp.zeros_like(x_t), None)
+
+    def _terms(
+        self, params, extras, batch, t, noise, drop, style_drop, self_cond=False
+    ) -> dict[str, jax.Array]:
+        """Per-example loss terms [B] (float32) at steps ``t`` with noise ``noise``;
+        ``self_cond``: whether this pass sees the model's own x0 estimate (if configured)."""
         c = self.config
         x0 = batch["image"].astype(jnp.float32) / 127.5 - 1.0
         x_t = diffusion.q_sample(self.schedule, x0, t, noise)
         tokens = batch["tokens"]
         style = jnp.where(style_drop[:, None], 0.0, batch["style"])
         t_frac = (t.astype(jnp.float32) + 1.0) / self.schedule.num_timesteps
-        out, family_logits = self.model.apply(
-            {"params": params}, x_t, t_frac, tokens, tokens != 0, style, drop
-        )
+
+        def apply(x0_prev):
+            return self.model.apply(
+                {"params": params}, x_t, t_frac, tokens, tokens != 0, style, drop, x0_prev
+            )
+
+        out, family_logits = apply(self._self_condition_input(apply, x_t, t, self_cond))
         target = diffusion.training_target(self.schedule, x0, noise, t, c.diffusion.prediction)
         x0_hat, _ = diffusion.predict_x0_eps(self.schedule, x_t, t, out, c.diffusion.prediction)
         weight = self.schedule.alphas_cumprod[t]  # ᾱ_t: image-space terms fade at high noise
@@ -289,7 +319,12 @@ class MathArtTask(Task):
         noise = jax.random.normal(k_noise, batch["image"].shape, jnp.float32)
         drop = jax.random.bernoulli(k_drop, self.config.diffusion.cond_drop_prob, (b,))
         style_drop = jax.random.bernoulli(k_style, self.config.diffusion.style_drop_prob, (b,))
-        terms = self._terms(params, ctx.extras, batch, t, noise, drop, style_drop)
+        self_cond = False
+        if self.config.diffusion.self_condition:  # its own key: other draws stay as they were
+            self_cond = jax.random.bernoulli(
+                jax.random.fold_in(rng, 5), self.config.diffusion.self_condition_prob
+            )
+        terms = self._terms(params, ctx.extras, batch, t, noise, drop, style_drop, self_cond)
         metrics = {k: jnp.mean(v) for k, v in terms.items()}
         metrics[f"perceptual_{self.perceptual}"] = metrics.pop("perceptual")
         return metrics["loss"], (metrics, ctx.extras)
@@ -301,7 +336,8 @@ class MathArtTask(Task):
         t = ((jnp.arange(b) * T + T // 2) // b).astype(jnp.int32)
         noise = jax.random.normal(jax.random.key(1234), batch["image"].shape, jnp.float32)
         none = jnp.zeros((b,), bool)
-        terms = self._terms(params, ctx.extras, batch, t, noise, none, none)
+        # Self-conditioned models are evaluated as they sample: with their own x0 estimate.
+        terms = self._terms(params, ctx.extras, batch, t, noise, none, none, self_cond=True)
         cls = EvalMetricsWithFamily if "family_ce" in terms else EvalMetrics
         return cls.single_from_model_output(mask=batch["mask"], **terms)
 
@@ -399,8 +435,11 @@ class MathArtTask(Task):
         return EvalSummary(scalars={k: float(np.asarray(v)) for k, v in computed.items()})
 
     def flops_per_example(self) -> float | None:
-        """Analytic training FLOPs per example: 3 x the forward matmul/conv FLOPs."""
-        return 3.0 * forward_flops(self.config)
+        """Analytic training FLOPs per example: 3 x the forward matmul/conv FLOPs, plus the
+        expected share of self-conditioning's extra forward pass."""
+        d = self.config.diffusion
+        extra = d.self_condition_prob if d.self_condition else 0.0
+        return (3.0 + extra) * forward_flops(self.config)
 
 
 def forward_flops(config: ml_collections.ConfigDict) -> float:
@@ -435,7 +474,9 @@ def forward_flops(config: ml_collections.ConfigDict) -> float:
 
     scales = [m.patch_size * 2**i for i in range(len(m.channel_mult))]
     chans = [m.base_channels * k for k in m.channel_mult]
-    flops += conv(side * side, 3, 3 * m.patch_size**2, m.base_channels) * 2  # conv_in, conv_out
+    in_channels = 6 if config.diffusion.self_condition else 3  # x_t (+ the x0 estimate)
+    flops += conv(side * side, 3, in_channels * m.patch_size**2, m.base_channels)  # conv_in
+    flops += conv(side * side, 3, 3 * m.patch_size**2, m.base_channels)  # conv_out
     skips, c = [m.base_channels], m.base_channels
     for i, (s, ch) in enumerate(zip(scales, chans)):
         hw = (side >> i) ** 2

@@ -9,12 +9,15 @@ fixes the geometry; the style fixes the colours, which the formula does not name
 style vector means "style unknown" (captioned user data, or style dropout in training).
 
 Entry points (Flax ``method=``):
-- ``__call__(x_t, t_frac, token_ids, token_mask, style, drop)`` -> (U-Net output, family
-  logits): training; rows with ``drop`` True see the null formula (classifier-free guidance
-  training) but keep their style;
+- ``__call__(x_t, t_frac, token_ids, token_mask, style, drop, x0_prev)`` -> (U-Net output,
+  family logits): training; rows with ``drop`` True see the null formula (classifier-free
+  guidance training) but keep their style;
 - ``conditions(token_ids, token_mask, style)`` -> (conditional, unconditional) `Condition`s:
   run once per sampling call;
-- ``denoise(x_t, t_frac, condition)`` -> U-Net output: run at every sampling step.
+- ``denoise(x_t, t_frac, condition, x0_prev)`` -> U-Net output: run at every sampling step.
+
+``x0_prev`` is the previous estimate of the clean image when the model is built with
+``self_condition`` (`mathart.diffusion` feeds it back while sampling; None means "none yet").
 """
 
 from collections.abc import Sequence
@@ -76,6 +79,7 @@ class MathArtDenoiser(nn.Module):
     style_dim: int = 32  # length of the style feature vector (0: no style input)
     num_families: int = 0  # > 0 adds the family-classification head on the pooled formula
     remat: bool = False
+    self_condition: bool = False  # the U-Net also sees the previous x0 estimate
     dtype: Dtype = jnp.float32
 
     def setup(self):
@@ -101,6 +105,7 @@ class MathArtDenoiser(nn.Module):
             num_heads=self.num_attention_heads,
             norm_groups=self.norm_groups,
             remat=self.remat,
+            self_condition=self.self_condition,
             dtype=self.dtype,
         )
         # The "no formula" condition for classifier-free guidance: one learned token.
@@ -156,8 +161,14 @@ class MathArtDenoiser(nn.Module):
             return None
         return self.family_head(condition.pooled).astype(jnp.float32)
 
-    def denoise(self, x_t: jax.Array, t_frac: jax.Array, condition: Condition) -> jax.Array:
-        return self.unet(x_t, t_frac, condition.pooled, condition.tokens, condition.mask)
+    def denoise(
+        self,
+        x_t: jax.Array,
+        t_frac: jax.Array,
+        condition: Condition,
+        x0_prev: jax.Array | None = None,
+    ) -> jax.Array:
+        return self.unet(x_t, t_frac, condition.pooled, condition.tokens, condition.mask, x0_prev)
 
     def __call__(
         self,
@@ -167,9 +178,10 @@ class MathArtDenoiser(nn.Module):
         token_mask: jax.Array,
         style: jax.Array | None = None,
         drop: jax.Array | None = None,
+        x0_prev: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
         cond = self.encode(token_ids, token_mask)
         logits = self.family_logits(cond)
         if drop is not None:
             cond = select_condition(drop, cond, self.null_condition(cond))
-        return self.denoise(x_t, t_frac, self.with_style(cond, style)), logits
+        return self.denoise(x_t, t_frac, self.with_style(cond, style), x0_prev), logits

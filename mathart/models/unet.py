@@ -4,7 +4,8 @@ cross-attention to the formula encoder's tokens. Used by `mathart.models.denoise
 Layout (a level ``i`` works at ``patch_size * 2**i`` times below the input resolution; a
 "scale" below is that factor, e.g. 4 means 1/4 of the image side):
 
-    x [B,H,W,3] -> space-to-depth(patch_size) -> conv
+    x [B,H,W,3] (+ the previous x0 estimate, self-conditioning) -> space-to-depth(patch_size)
+      -> conv
       -> per level: num_res_blocks x (ResBlock [+ attention]) -> downsample (stride-2 conv)
       -> middle: ResBlock, attention, ResBlock
       -> per level, reversed: (num_res_blocks+1) x (concat skip, ResBlock [+ attention])
@@ -167,9 +168,12 @@ def level_scales(patch_size: int, num_levels: int) -> list[int]:
 
 
 class ConditionalUNet(nn.Module):
-    """(x_t [B,H,W,3], t_frac [B], pooled [B,D], context [B,L,D], context_mask [B,L]) -> [B,H,W,3].
+    """(x_t [B,H,W,3], t_frac [B], pooled [B,D], context [B,L,D], context_mask [B,L]
+    [, x0_prev [B,H,W,3]]) -> [B,H,W,3].
 
-    The output is float32 whatever the compute dtype.
+    With ``self_condition`` the stem also sees ``x0_prev``, an earlier estimate of the clean
+    image (zeros when there is none; Chen et al. 2023, "Analog Bits", §2.2). The output is
+    float32 whatever the compute dtype.
     """
 
     base_channels: int
@@ -183,6 +187,7 @@ class ConditionalUNet(nn.Module):
     num_heads: int = 4
     norm_groups: int = 32
     remat: bool = False
+    self_condition: bool = False
     dtype: Dtype = jnp.float32
 
     def _check_scales(self, height: int, width: int) -> list[int]:
@@ -216,8 +221,11 @@ class ConditionalUNet(nn.Module):
         pooled: jax.Array,
         context: jax.Array,
         context_mask: jax.Array,
+        x0_prev: jax.Array | None = None,
     ) -> jax.Array:
         scales = self._check_scales(x.shape[1], x.shape[2])
+        if x0_prev is not None and not self.self_condition:
+            raise ValueError("x0_prev given to a U-Net built without self_condition")
         res_cls = nn.remat(ResBlock) if self.remat else ResBlock
         attn_cls = nn.remat(AttentionBlock) if self.remat else AttentionBlock
         groups = self.norm_groups
@@ -237,7 +245,11 @@ class ConditionalUNet(nn.Module):
             )(h, context, context_mask)
 
         x_in = x.astype(self.dtype)
-        h = space_to_depth(x_in, self.patch_size) if self.patch_size > 1 else x_in
+        h = x_in
+        if self.self_condition:
+            prev = jnp.zeros_like(x_in) if x0_prev is None else x0_prev.astype(self.dtype)
+            h = jnp.concatenate([x_in, prev], axis=-1)
+        h = space_to_depth(h, self.patch_size) if self.patch_size > 1 else h
         h = nn.Conv(self.base_channels, (3, 3), dtype=self.dtype, name="conv_in")(h)
         skips = [h]
         for level, mult in enumerate(self.channel_mult):

@@ -177,3 +177,23 @@ def test_bad_attention_scale_is_a_clear_error():
         _model(cross_attention_scales=(8,)).init(jax.random.key(0), x, t, tokens, mask, style)
     with pytest.raises(ValueError, match="max_len"):
         _model(max_formula_tokens=4).init(jax.random.key(0), x, t, tokens, mask, style)
+
+
+def test_self_conditioning_input_changes_the_output_and_none_means_zeros():
+    """A self-conditioned U-Net sees the x0 estimate (its stem takes 6 channels); no estimate
+    is the same as an all-zero one (the sampler's first step); a model built without it
+    refuses one."""
+    model = _model(self_condition=True)
+    x, t, tokens, mask, style = _inputs()
+    variables = _perturb(model.init(jax.random.key(0), x, t, tokens, mask, style))
+    assert variables["params"]["unet"]["conv_in"]["kernel"].shape[2] == 6
+    estimate = jax.random.uniform(jax.random.key(5), x.shape, minval=-1, maxval=1)
+    without, _ = model.apply(variables, x, t, tokens, mask, style)
+    zeros, _ = model.apply(variables, x, t, tokens, mask, style, None, jnp.zeros_like(x))
+    with_estimate, _ = model.apply(variables, x, t, tokens, mask, style, None, estimate)
+    np.testing.assert_array_equal(without, zeros)
+    assert np.abs(with_estimate - without).max() > 1e-3
+    plain = _model()
+    plain_vars = plain.init(jax.random.key(0), x, t, tokens, mask, style)
+    with pytest.raises(ValueError, match="without self_condition"):
+        plain.apply(plain_vars, x, t, tokens, mask, style, None, estimate)
