@@ -77,7 +77,8 @@ def build_model(
         style_dim=input_pipeline.STYLE_DIM,
         num_families=num_families,
         remat=m.remat,
-        self_condition=config.diffusion.self_condition,
+        # .get: runs saved before the option existed (their config.json lacks it) still load.
+        self_condition=config.diffusion.get("self_condition", False),
         dtype=compute_dtype(config) if dtype is None else dtype,
     )
 

@@ -197,3 +197,14 @@ def test_self_conditioning_input_changes_the_output_and_none_means_zeros():
     plain_vars = plain.init(jax.random.key(0), x, t, tokens, mask, style)
     with pytest.raises(ValueError, match="without self_condition"):
         plain.apply(plain_vars, x, t, tokens, mask, style, None, estimate)
+
+
+def test_runs_saved_before_self_conditioning_existed_still_build():
+    """`mathart.sample` / `mathart.evaluate` rebuild the network from a run's saved config;
+    a config.json written before ``diffusion.self_condition`` existed means "off"."""
+    from configs.mathart import get_config
+    from mathart.task import build_model
+
+    config = get_config("smoke")
+    del config.diffusion["self_condition"]
+    assert build_model(config, num_families=0).self_condition is False
