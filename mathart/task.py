@@ -3,9 +3,9 @@
 Training step (`loss_fn`), for a batch of (image x0, formula tokens, style):
   t ~ U{0..T-1}, eps ~ N(0, I), x_t = alpha_t x0 + sigma_t eps (`mathart.diffusion`);
   10 % of rows see the null formula (classifier-free guidance), 10 % an unknown style;
-  the network predicts v (or eps); x0_hat follows from it. With diffusion.self_condition, on
-  half of the steps the network first estimates x0 without help and then sees that estimate
-  (no gradient through it) beside x_t, as it will while sampling.
+  the network predicts v (or eps); x0_hat follows from it. With diffusion.self_condition, on a
+  share diffusion.self_condition_prob of the steps the network first estimates x0 without help
+  and then sees that estimate (no gradient through it) beside x_t, as it will while sampling.
   loss = w_mse * m_t * mean |out - target|²   (m_t: loss.step_weighting, 1 unless set)
        + mean_b ᾱ_t(b) * (w_perc * perceptual(x0_hat, x0) + w_math * math(x0_hat, x0)
                           + w_colour * colour(x0_hat, x0))
@@ -144,6 +144,12 @@ class MathArtTask(Task):
                 config.loss.min_snr_gamma,
             )
         )
+        d = config.diffusion
+        if d.self_condition and not 0.0 < d.self_condition_prob <= 1.0:
+            raise ValueError(
+                "config.diffusion.self_condition_prob must be in (0, 1] (the share of training "
+                f"steps that see the model's own x0 estimate), got {d.self_condition_prob}"
+            )
         if config.loss.colour_mode not in losses.COLOUR_MODES:
             raise ValueError(
                 f"config.loss.colour_mode '{config.loss.colour_mode}' unknown; choose one of: "

@@ -208,3 +208,14 @@ def test_runs_saved_before_self_conditioning_existed_still_build():
     config = get_config("smoke")
     del config.diffusion["self_condition"]
     assert build_model(config, num_families=0).self_condition is False
+
+
+def test_a_self_conditioning_share_outside_0_1_is_refused():
+    from configs.mathart import get_config
+    from mathart.task import MathArtTask
+
+    config = get_config("smoke")
+    config.diffusion.self_condition = True
+    config.diffusion.self_condition_prob = 1.5
+    with pytest.raises(ValueError, match="self_condition_prob must be in"):
+        MathArtTask(config)
