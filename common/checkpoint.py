@@ -16,7 +16,7 @@ Used by `common.train` (the loop) and by tools (`load_run`) that only need param
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import Sharding
 
+from common.config import fill_missing
 from common.optim import path_str
 
 _POL = ocp.checkpoint_managers
@@ -289,11 +290,18 @@ class LoadedRun:
         return self.ema_params if self.ema_params else self.params
 
 
-def load_run(path: str, which: str = "best") -> LoadedRun:
+def load_run(
+    path: str,
+    which: str = "best",
+    defaults: Callable[[str | None], ml_collections.ConfigDict] | None = None,
+) -> LoadedRun:
     """Loads a run's config and one checkpoint's params for sampling/evaluation/analysis.
 
     `path`: a run directory, its checkpoints/ folder, or one checkpoints/<step> folder;
-    `which`: "best" (by the run's metric; falls back to latest) or "latest".
+    `which`: "best" (by the run's metric; falls back to latest) or "latest";
+    `defaults`: the family's ``get_config`` (called with the run's profile): keys the saved
+    config lacks, because they were added after the run, take today's defaults
+    (`common.config.fill_missing`), so older runs keep loading.
     """
     ref = resolve(path)
     step = pick_step(ref, which)
@@ -303,8 +311,13 @@ def load_run(path: str, which: str = "best") -> LoadedRun:
         run_dir = os.path.dirname(ref.directory)
         with open(os.path.join(run_dir, "config.json")) as f:
             config_dict = json.load(f)
+    config = ml_collections.ConfigDict(config_dict)
+    if defaults is not None:
+        config, filled = fill_missing(config, defaults(config_dict.get("profile") or None))
+        if filled:
+            logging.info("config keys newer than this run, at their defaults: %s", filled)
     return LoadedRun(
-        config=ml_collections.ConfigDict(config_dict),
+        config=config,
         step=step,
         params=state["params"],
         ema_params=state.get("ema_params") or None,

@@ -95,6 +95,31 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def fill_missing(
+    saved: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict
+) -> tuple[ml_collections.ConfigDict, list[str]]:
+    """A saved run's config with every key it lacks taken from ``defaults`` (recursively).
+
+    A run's config.json records the keys its code had; a key added later (a new option, off by
+    default) would otherwise make the run unloadable by newer tools. Saved values always win.
+    Returns (completed config, dotted names of the filled keys).
+    """
+    filled: list[str] = []
+
+    def merge(ours: dict, theirs: dict, prefix: str) -> dict:
+        out = dict(ours)
+        for key, value in theirs.items():
+            if key not in out:
+                out[key] = value
+                filled.append(prefix + key)
+            elif isinstance(value, dict) and isinstance(out[key], dict):
+                out[key] = merge(out[key], value, f"{prefix}{key}.")
+        return out
+
+    merged = merge(saved.to_dict(), defaults.to_dict(), "")
+    return ml_collections.ConfigDict(merged), filled
+
+
 def parse_profile(
     arg: str | None, *, choices: Sequence[str], default: str, config_file: str
 ) -> str:

@@ -243,12 +243,13 @@ def _generate_all(generate, params, split: Split, batch: int, rng) -> np.ndarray
 def main(argv=None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     from common.checkpoint import load_run
+    from configs.mathart import get_config
     from mathart import diffusion, input_pipeline
     from mathart import task as task_lib
     from mathart.sample import build_generator, pair_grid, upscale
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run = load_run(args.workdir, which=args.which)
+    run = load_run(args.workdir, which=args.which, defaults=get_config)
     config = run.config
     tokenizer = task_lib.tokenizer_from_meta(run.meta)
     split = input_pipeline.load_eval_split(config, args.split, tokenizer)

@@ -160,11 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from common.checkpoint import load_run
+    from configs.mathart import get_config
     from mathart import task as task_lib
     from mathart.input_pipeline import style_features
     from mathart.render import Style, render
 
-    run = load_run(args.workdir, which=args.which)
+    run = load_run(args.workdir, which=args.which, defaults=get_config)
     config = run.config
     tokenizer = task_lib.tokenizer_from_meta(run.meta)
     model = task_lib.build_model(config, task_lib.num_families_of(config))

@@ -77,8 +77,7 @@ def build_model(
         style_dim=input_pipeline.STYLE_DIM,
         num_families=num_families,
         remat=m.remat,
-        # .get: runs saved before the option existed (their config.json lacks it) still load.
-        self_condition=config.diffusion.get("self_condition", False),
+        self_condition=config.diffusion.self_condition,
         dtype=compute_dtype(config) if dtype is None else dtype,
     )
 
@@ -236,7 +235,7 @@ class MathArtTask(Task):
             variables["vgg"] = self._vgg[0]["params"]
         return variables
 
-    def _self_condition_input(self, apply, x_t, t, use) -> jax.Array | None:
+    def _self_condition_input(self, denoise, x_t, t, use) -> jax.Array | None:
         """The x0 estimate a self-conditioned model sees (Chen et al. 2023, §2.2): on a
         ``use`` step, the model's own clipped estimate from a first pass with none, as a
         constant (no gradient flows through it); otherwise zeros, what the sampler's first step
@@ -246,7 +245,7 @@ class MathArtTask(Task):
             return None
 
         def estimate(_):
-            out, _ = apply(None)
+            out = denoise(None)
             x0_hat, _ = diffusion.predict_x0_eps(
                 self.schedule, x_t, t, out, self.config.diffusion.prediction
             )
@@ -268,12 +267,18 @@ class MathArtTask(Task):
         style = jnp.where(style_drop[:, None], 0.0, batch["style"])
         t_frac = (t.astype(jnp.float32) + 1.0) / self.schedule.num_timesteps
 
-        def apply(x0_prev):
+        variables = {"params": params}
+        # The formula is encoded once; only the U-Net runs twice with self-conditioning.
+        cond, family_logits = self.model.apply(
+            variables, tokens, tokens != 0, style, drop, method=MathArtDenoiser.training_condition
+        )
+
+        def denoise(x0_prev):
             return self.model.apply(
-                {"params": params}, x_t, t_frac, tokens, tokens != 0, style, drop, x0_prev
+                variables, x_t, t_frac, cond, x0_prev, method=MathArtDenoiser.denoise
             )
 
-        out, family_logits = apply(self._self_condition_input(apply, x_t, t, self_cond))
+        out = denoise(self._self_condition_input(denoise, x_t, t, self_cond))
         target = diffusion.training_target(self.schedule, x0, noise, t, c.diffusion.prediction)
         x0_hat, _ = diffusion.predict_x0_eps(self.schedule, x_t, t, out, c.diffusion.prediction)
         weight = self.schedule.alphas_cumprod[t]  # ᾱ_t: image-space terms fade at high noise

@@ -12,6 +12,8 @@ Entry points (Flax ``method=``):
 - ``__call__(x_t, t_frac, token_ids, token_mask, style, drop, x0_prev)`` -> (U-Net output,
   family logits): training; rows with ``drop`` True see the null formula (classifier-free
   guidance training) but keep their style;
+- ``training_condition(token_ids, token_mask, style, drop)`` -> (`Condition`, family
+  logits): the first half of ``__call__``, for callers that run the U-Net more than once;
 - ``conditions(token_ids, token_mask, style)`` -> (conditional, unconditional) `Condition`s:
   run once per sampling call;
 - ``denoise(x_t, t_frac, condition, x0_prev)`` -> U-Net output: run at every sampling step.
@@ -170,6 +172,21 @@ class MathArtDenoiser(nn.Module):
     ) -> jax.Array:
         return self.unet(x_t, t_frac, condition.pooled, condition.tokens, condition.mask, x0_prev)
 
+    def training_condition(
+        self,
+        token_ids: jax.Array,
+        token_mask: jax.Array,
+        style: jax.Array | None = None,
+        drop: jax.Array | None = None,
+    ) -> tuple[Condition, jax.Array | None]:
+        """(condition, family logits) of training rows; rows with ``drop`` True get the null
+        formula. Computed once per step even when the U-Net runs twice (self-conditioning)."""
+        cond = self.encode(token_ids, token_mask)
+        logits = self.family_logits(cond)
+        if drop is not None:
+            cond = select_condition(drop, cond, self.null_condition(cond))
+        return self.with_style(cond, style), logits
+
     def __call__(
         self,
         x_t: jax.Array,
@@ -180,8 +197,5 @@ class MathArtDenoiser(nn.Module):
         drop: jax.Array | None = None,
         x0_prev: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
-        cond = self.encode(token_ids, token_mask)
-        logits = self.family_logits(cond)
-        if drop is not None:
-            cond = select_condition(drop, cond, self.null_condition(cond))
-        return self.denoise(x_t, t_frac, self.with_style(cond, style), x0_prev), logits
+        cond, logits = self.training_condition(token_ids, token_mask, style, drop)
+        return self.denoise(x_t, t_frac, cond, x0_prev), logits

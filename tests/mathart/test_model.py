@@ -200,13 +200,16 @@ def test_self_conditioning_input_changes_the_output_and_none_means_zeros():
 
 
 def test_runs_saved_before_self_conditioning_existed_still_build():
-    """`mathart.sample` / `mathart.evaluate` rebuild the network from a run's saved config;
-    a config.json written before ``diffusion.self_condition`` existed means "off"."""
+    """`mathart.sample` / `mathart.evaluate` load runs with ``defaults=get_config``: a run
+    saved before ``diffusion.self_condition`` existed gets today's default (off)."""
+    from common.config import fill_missing
     from configs.mathart import get_config
     from mathart.task import build_model
 
-    config = get_config("smoke")
-    del config.diffusion["self_condition"]
+    old = get_config("smoke")
+    del old.diffusion["self_condition"], old.diffusion["self_condition_prob"]
+    config, filled = fill_missing(old, get_config("smoke"))
+    assert sorted(filled) == ["diffusion.self_condition", "diffusion.self_condition_prob"]
     assert build_model(config, num_families=0).self_condition is False
 
 
@@ -219,3 +222,60 @@ def test_a_self_conditioning_share_outside_0_1_is_refused():
     config.diffusion.self_condition_prob = 1.5
     with pytest.raises(ValueError, match="self_condition_prob must be in"):
         MathArtTask(config)
+
+
+def test_self_conditioned_training_sees_its_own_estimate_without_a_gradient_through_it(
+    monkeypatch,
+):
+    """The task's self-conditioned pass equals one pass given the model's first-pass estimate
+    (clipped) as a constant, in value and gradient; the gradient differs when the estimate is
+    not held constant, so the check would see a missing stop_gradient. A traced coin (the
+    training step's) gives the same as the Python flag, and a False coin the zero input."""
+    from configs.mathart import get_config
+    from mathart import diffusion
+    from mathart.task import MathArtTask
+
+    config = get_config("smoke")
+    config.diffusion.self_condition = True
+    task = MathArtTask(config)
+    batch = task.synthetic_batch(4, np.random.default_rng(0))
+    params = _perturb(task.init_variables(jax.random.key(0), batch)["params"], seed=3)
+    t = jnp.array([0, 5, 10, 19])
+    noise = jax.random.normal(jax.random.key(1), batch["image"].shape)
+    none = jnp.zeros((4,), bool)
+    x0 = batch["image"].astype(jnp.float32) / 127.5 - 1.0
+    x_t = diffusion.q_sample(task.schedule, x0, t, noise)
+    t_frac = (t.astype(jnp.float32) + 1.0) / task.schedule.num_timesteps
+    tokens = batch["tokens"]
+
+    def first_estimate(p):
+        out, _ = task.model.apply(
+            {"params": p}, x_t, t_frac, tokens, tokens != 0, batch["style"], none
+        )
+        x0_hat, _ = diffusion.predict_x0_eps(task.schedule, x_t, t, out, "v")
+        return jnp.clip(x0_hat, -1.0, 1.0)
+
+    def loss(p, self_cond):
+        return task._terms(p, {}, batch, t, noise, none, none, self_cond)["loss"].mean()
+
+    def loss_given(p, estimate_of):
+        with monkeypatch.context() as m:  # the task's estimate replaced by estimate_of(p)
+            m.setattr(task, "_self_condition_input", lambda *_: estimate_of(p))
+            return loss(p, True)
+
+    value, grad = jax.value_and_grad(loss)(params, True)
+    estimate = first_estimate(params)
+    ref_value, ref_grad = jax.value_and_grad(loss_given)(params, lambda p: estimate)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(ref_grad)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    leaky_grad = jax.grad(loss_given)(params, first_estimate)
+    assert any(
+        not np.allclose(a, b, rtol=1e-3, atol=1e-6)
+        for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(leaky_grad))
+    )
+    traced = jax.jit(loss)
+    np.testing.assert_allclose(traced(params, jnp.array(True)), value, rtol=1e-5)
+    zero_value = loss_given(params, lambda p: jnp.zeros_like(x_t))
+    np.testing.assert_allclose(traced(params, jnp.array(False)), zero_value, rtol=1e-5)
+    assert abs(float(zero_value) - float(value)) > 1e-6

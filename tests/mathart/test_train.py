@@ -52,15 +52,21 @@ def _write_dataset(folder, slope_step: float = 0.25, captions=SOURCE_CAPTIONS) -
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mathart_smoke")
+def _smoke_config(root):
+    """The smoke profile on the JSONL dataset written into ``root``."""
     config = get_config("smoke")
     config.data.source = "jsonl"
     config.data.train_jsonl = _write_dataset(root)
     config.data.val_fraction = 0.2  # 8 validation formulas
     config.data.image_size = SIZE
     config.loss.family_weight = 0.0  # JSONL data has no family labels
+    return config
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mathart_smoke")
+    config = _smoke_config(root)
     workdir = str(root / "run")
     result = train_and_evaluate(MathArtTask, config, workdir)
     return config, result, workdir
@@ -197,12 +203,7 @@ def test_self_conditioned_run_trains_and_samples_through_the_loop(tmp_path):
     """diffusion.self_condition through the real loop: the coin-guarded first pass compiles in
     the train step, the eval step runs the two passes, and the sample-grid hook and the sample
     tool feed each step's estimate back."""
-    config = get_config("smoke")
-    config.data.source = "jsonl"
-    config.data.train_jsonl = _write_dataset(tmp_path)
-    config.data.val_fraction = 0.2
-    config.data.image_size = SIZE
-    config.loss.family_weight = 0.0
+    config = _smoke_config(tmp_path)
     config.diffusion.self_condition = True
     config.max_epochs = 1.0
     workdir = str(tmp_path / "run")
