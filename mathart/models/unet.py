@@ -12,6 +12,8 @@ Layout (a level ``i`` works at ``patch_size * 2**i`` times below the input resol
          [+ extra input skip] -> upsample (nearest resize + conv; transposed convs are slow on
          XLA:CPU, DESIGN.md)
       -> GroupNorm, SiLU, conv (zero-init) -> depth-to-space -> [B,H,W,3] float32
+         or, with full_res_channels: GroupNorm, SiLU, conv -> depth-to-space -> concat the
+         stem's input -> conv, SiLU, conv (zero-init) at full resolution -> [B,H,W,3]
 
 Attention blocks (at ``cross_attention_scales``) normalise, then optionally self-attend over
 pixels, then cross-attend with queries from every pixel and keys/values from every formula token
@@ -188,6 +190,7 @@ class ConditionalUNet(nn.Module):
     norm_groups: int = 32
     remat: bool = False
     self_condition: bool = False
+    full_res_channels: int = 0  # > 0 (patch_size > 1): the output head works at full resolution
     dtype: Dtype = jnp.float32
 
     def _check_scales(self, height: int, width: int) -> list[int]:
@@ -205,6 +208,11 @@ class ConditionalUNet(nn.Module):
             raise ValueError(
                 f"self_attention_scales {bad} must also be cross_attention_scales (self-attention "
                 "lives inside the cross-attention block)"
+            )
+        if self.full_res_channels and self.patch_size == 1:
+            raise ValueError(
+                "config.model.full_res_channels > 0 needs config.model.patch_size > 1 (with "
+                "patch_size 1 the output head already works at full resolution); set it to 0"
             )
         if height % scales[-1] or width % scales[-1]:
             raise ValueError(
@@ -249,6 +257,7 @@ class ConditionalUNet(nn.Module):
         if self.self_condition:
             prev = jnp.zeros_like(x_in) if x0_prev is None else x0_prev.astype(self.dtype)
             h = jnp.concatenate([x_in, prev], axis=-1)
+        stem_input = h
         h = space_to_depth(h, self.patch_size) if self.patch_size > 1 else h
         h = nn.Conv(self.base_channels, (3, 3), dtype=self.dtype, name="conv_in")(h)
         skips = [h]
@@ -294,13 +303,21 @@ class ConditionalUNet(nn.Module):
                 h = Upsample(self.dtype, name=f"up{level}_sample")(h)
 
         h = nn.GroupNorm(group_count(h.shape[-1], groups), dtype=self.dtype, name="norm_out")(h)
-        h = nn.Conv(
-            3 * self.patch_size**2,
-            (3, 3),
-            dtype=self.dtype,
-            kernel_init=nn.initializers.zeros,
-            name="conv_out",
-        )(nn.silu(h))
+        h = nn.silu(h)
+        zero_conv = lambda channels: nn.Conv(
+            channels, (3, 3), dtype=self.dtype, kernel_init=nn.initializers.zeros, name="conv_out"
+        )
+        if self.full_res_channels:
+            # Full-resolution head: un-patchify features, not pixels, and let a 3x3 conv at full
+            # resolution see them beside the stem's input. Each output pixel then mixes
+            # neighbouring patches and the noisy input itself, instead of every 2x2 patch being
+            # one linear read-out of one feature vector (which leaves a 2x2 pattern in samples).
+            c, p = self.full_res_channels, self.patch_size
+            h = nn.Conv(c * p * p, (3, 3), dtype=self.dtype, name="to_full_res")(h)
+            h = jnp.concatenate([depth_to_space(h, p), stem_input], axis=-1)
+            h = nn.silu(nn.Conv(c, (3, 3), dtype=self.dtype, name="full_res_conv")(h))
+            return zero_conv(3)(h).astype(jnp.float32)
+        h = zero_conv(3 * self.patch_size**2)(h)
         if self.patch_size > 1:
             h = depth_to_space(h, self.patch_size)
         return h.astype(jnp.float32)
