@@ -489,12 +489,11 @@ def forward_flops(config: ml_collections.ConfigDict) -> float:
     chans = [m.base_channels * k for k in m.channel_mult]
     in_channels = 6 if config.diffusion.self_condition else 3  # x_t (+ the x0 estimate)
     flops += conv(side * side, 3, in_channels * m.patch_size**2, m.base_channels)  # conv_in
-    if m.full_res_channels:  # to_full_res, then full_res_conv and conv_out at full resolution
+    flops += conv(side * side, 3, 3 * m.patch_size**2, m.base_channels)  # conv_out
+    if m.full_res_channels:  # to_full_res, then full_res_conv and full_res_out
         c, full = m.full_res_channels, config.data.image_size**2
         flops += conv(side * side, 3, m.base_channels, c * m.patch_size**2)
         flops += conv(full, 3, c + in_channels, c) + conv(full, 3, c, 3)
-    else:
-        flops += conv(side * side, 3, 3 * m.patch_size**2, m.base_channels)  # conv_out
     skips, c = [m.base_channels], m.base_channels
     for i, (s, ch) in enumerate(zip(scales, chans)):
         hw = (side >> i) ** 2

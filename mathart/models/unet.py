@@ -12,8 +12,8 @@ Layout (a level ``i`` works at ``patch_size * 2**i`` times below the input resol
          [+ extra input skip] -> upsample (nearest resize + conv; transposed convs are slow on
          XLA:CPU, DESIGN.md)
       -> GroupNorm, SiLU, conv (zero-init) -> depth-to-space -> [B,H,W,3] float32
-         or, with full_res_channels: GroupNorm, SiLU, conv -> depth-to-space -> concat the
-         stem's input -> conv, SiLU, conv (zero-init) at full resolution -> [B,H,W,3]
+         [+ with full_res_channels: conv -> depth-to-space -> concat the stem's input ->
+            conv, SiLU, conv (zero-init), all at full resolution]
 
 Attention blocks (at ``cross_attention_scales``) normalise, then optionally self-attend over
 pixels, then cross-attend with queries from every pixel and keys/values from every formula token
@@ -304,20 +304,27 @@ class ConditionalUNet(nn.Module):
 
         h = nn.GroupNorm(group_count(h.shape[-1], groups), dtype=self.dtype, name="norm_out")(h)
         h = nn.silu(h)
-        zero_conv = lambda channels: nn.Conv(
-            channels, (3, 3), dtype=self.dtype, kernel_init=nn.initializers.zeros, name="conv_out"
-        )
-        if self.full_res_channels:
-            # Full-resolution head: un-patchify features, not pixels, and let a 3x3 conv at full
-            # resolution see them beside the stem's input. Each output pixel then mixes
-            # neighbouring patches and the noisy input itself, instead of every 2x2 patch being
-            # one linear read-out of one feature vector (which leaves a 2x2 pattern in samples).
-            c, p = self.full_res_channels, self.patch_size
-            h = nn.Conv(c * p * p, (3, 3), dtype=self.dtype, name="to_full_res")(h)
-            h = jnp.concatenate([depth_to_space(h, p), stem_input], axis=-1)
-            h = nn.silu(nn.Conv(c, (3, 3), dtype=self.dtype, name="full_res_conv")(h))
-            return zero_conv(3)(h).astype(jnp.float32)
-        h = zero_conv(3 * self.patch_size**2)(h)
+        out = nn.Conv(
+            3 * self.patch_size**2,
+            (3, 3),
+            dtype=self.dtype,
+            kernel_init=nn.initializers.zeros,
+            name="conv_out",
+        )(h)
         if self.patch_size > 1:
-            h = depth_to_space(h, self.patch_size)
-        return h.astype(jnp.float32)
+            out = depth_to_space(out, self.patch_size)
+        if self.full_res_channels:
+            # Full-resolution refinement, added to the patch read-out above, in which every 2x2
+            # patch is one linear function of one feature vector (the samples show a 2x2
+            # pattern). Here the features are un-patchified and meet the stem's input in 3x3
+            # convs at full resolution, so an output pixel mixes neighbouring patches and the
+            # noisy pixels themselves. Zero-initialised: the model starts as without it (making
+            # this the only output instead fitted measurably worse: mathart/README.md).
+            c, p = self.full_res_channels, self.patch_size
+            r = nn.Conv(c * p * p, (3, 3), dtype=self.dtype, name="to_full_res")(h)
+            r = jnp.concatenate([depth_to_space(r, p), stem_input], axis=-1)
+            r = nn.silu(nn.Conv(c, (3, 3), dtype=self.dtype, name="full_res_conv")(r))
+            out = out + nn.Conv(
+                3, (3, 3), dtype=self.dtype, kernel_init=nn.initializers.zeros, name="full_res_out"
+            )(r)
+        return out.astype(jnp.float32)

@@ -199,36 +199,36 @@ def test_self_conditioning_input_changes_the_output_and_none_means_zeros():
         plain.apply(plain_vars, x, t, tokens, mask, style, None, estimate)
 
 
-def test_full_resolution_head_sees_the_input_pixel_by_pixel():
-    """With ``full_res_channels`` the last convolutions run at full resolution on the
-    un-patchified features beside the stem's input. With the features' path zeroed, an output
-    pixel depends on input pixels within 2 of it (two 3x3 convs), without the 2x2 patch-block
-    structure a patch-level read-out has; the model starts at v = 0; patch size 1 is refused."""
+def test_full_resolution_refinement_sees_the_input_pixel_by_pixel():
+    """With ``full_res_channels`` a refinement at full resolution, on the un-patchified
+    features beside the stem's input, is added to the patch read-out. With the features' path
+    and the read-out zeroed, an output pixel depends on input pixels within 2 of it (two 3x3
+    convs), not on 2x2 patch blocks; the model starts at v = 0; patch size 1 is refused."""
     x, t, tokens, mask, style = _inputs()
     scales = dict(cross_attention_scales=(2, 4), self_attention_scales=(4,), patch_size=2)
     model = _model(full_res_channels=8, **scales)
     variables = model.init(jax.random.key(0), x, t, tokens, mask, style)
-    head = variables["params"]["unet"]
-    assert head["to_full_res"]["kernel"].shape == (3, 3, 16, 8 * 4)
-    assert head["full_res_conv"]["kernel"].shape == (3, 3, 8 + 3, 8)
-    assert head["conv_out"]["kernel"].shape == (3, 3, 8, 3)
+    unet = variables["params"]["unet"]
+    assert unet["conv_out"]["kernel"].shape == (3, 3, 16, 3 * 4)
+    assert unet["to_full_res"]["kernel"].shape == (3, 3, 16, 8 * 4)
+    assert unet["full_res_conv"]["kernel"].shape == (3, 3, 8 + 3, 8)
+    assert unet["full_res_out"]["kernel"].shape == (3, 3, 8, 3)
     out, _ = model.apply(variables, x, t, tokens, mask, style)
     assert out.shape == x.shape
     np.testing.assert_array_equal(out, 0.0)
 
     shaken = _perturb(variables)
-    to_full = shaken["params"]["unet"]["to_full_res"]
-    to_full.update(kernel=jnp.zeros_like(to_full["kernel"]), bias=jnp.zeros_like(to_full["bias"]))
+    for name in ("to_full_res", "conv_out"):
+        layer = shaken["params"]["unet"][name]
+        layer.update({k: jnp.zeros_like(v) for k, v in layer.items()})
     pixel = lambda x_in: model.apply(shaken, x_in, t, tokens, mask, style)[0][0, 7, 8].sum()
     reach = np.abs(np.asarray(jax.grad(pixel)(x))[0]).sum(-1) > 0
     rows, cols = np.nonzero(reach)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (5, 9, 6, 10)
 
-    plain = _model(**scales)  # off by default: the patch-level read-out, as before
-    assert (
-        "full_res_conv"
-        not in plain.init(jax.random.key(0), x, t, tokens, mask, style)["params"]["unet"]
-    )
+    plain = _model(**scales)  # off by default: the patch read-out alone, as before
+    unet = plain.init(jax.random.key(0), x, t, tokens, mask, style)["params"]["unet"]
+    assert "full_res_conv" not in unet
     with pytest.raises(ValueError, match=r"full_res_channels > 0 needs config\.model\.patch_size"):
         _model(full_res_channels=8).init(jax.random.key(0), x, t, tokens, mask, style)
 
