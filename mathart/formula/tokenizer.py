@@ -8,10 +8,10 @@ JSONL loader) is split into words, punctuation and single spaces.
 Numbers (``numbers``): ``"digits"`` spells every number with its characters (``2.6`` ->
 ``2 . 6``), so the encoder sees every digit often and a number it never met in training is
 made of pieces it knows; ``"whole"`` keeps each number one piece (``2.6``). The 18,000
-procedural training formulas hold ~1,400 distinct numbers, a third of them once: whole, each
-is its own embedding, unrelated to its neighbours' (2.6 and 2.65), and an unseen one falls
-back to a character spelling the model never trained on (3 % of the numbers in the first 200
-test formulas are seen fewer than 5 times in training). Tokenizers saved before this option
+procedural training formulas of the first runs hold ~1,400 distinct numbers, a third of them
+once: whole, each is its own embedding, unrelated to its neighbours' (2.6 and 2.65), and an
+unseen one falls back to a character spelling the model never trained on (3 % of the numbers
+in the first 200 test formulas are seen fewer than 5 times in training). Tokenizers saved before this option
 (format version 1) are whole.
 
 Vocabulary (`Tokenizer.build`): the four specials, then a base that can spell anything in the
