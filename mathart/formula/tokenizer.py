@@ -11,8 +11,8 @@ made of pieces it knows; ``"whole"`` keeps each number one piece (``2.6``). The 
 procedural training formulas of the first runs hold ~1,400 distinct numbers, a third of them
 once: whole, each is its own embedding, unrelated to its neighbours' (2.6 and 2.65), and an
 unseen one falls back to a character spelling the model never trained on (3 % of the numbers
-in the first 200 test formulas are seen fewer than 5 times in training). Tokenizers saved before this option
-(format version 1) are whole.
+in the first 200 test formulas are seen fewer than 5 times in training). Tokenizers saved
+before this option (format version 1) are whole.
 
 Vocabulary (`Tokenizer.build`): the four specials, then a base that can spell anything in the
 formula language (printable ASCII and every whitelisted name), then the corpus's most frequent
