@@ -93,8 +93,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.patch_size = 1
     c.model.attention_heads = 4
     c.model.norm_groups = 32
-    # With patch_size > 1: channels of an output head at full resolution that also sees the
-    # noisy input (0: the last conv reads each patch's pixels out of one feature vector).
+    # With patch_size > 1: width of a full-resolution refinement added to the output, which
+    # also sees the noisy input (0: none; each 2x2 patch is read out of one feature vector).
     c.model.full_res_channels = 0
     c.model.remat = False  # gradient checkpointing (nn.remat) of every ResBlock/attention block
 

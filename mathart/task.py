@@ -491,9 +491,9 @@ def forward_flops(config: ml_collections.ConfigDict) -> float:
     flops += conv(side * side, 3, in_channels * m.patch_size**2, m.base_channels)  # conv_in
     flops += conv(side * side, 3, 3 * m.patch_size**2, m.base_channels)  # conv_out
     if m.full_res_channels:  # to_full_res, then full_res_conv and full_res_out
-        c, full = m.full_res_channels, config.data.image_size**2
-        flops += conv(side * side, 3, m.base_channels, c * m.patch_size**2)
-        flops += conv(full, 3, c + in_channels, c) + conv(full, 3, c, 3)
+        width, full = m.full_res_channels, config.data.image_size**2
+        flops += conv(side * side, 3, m.base_channels, width * m.patch_size**2)
+        flops += conv(full, 3, width + in_channels, width) + conv(full, 3, width, 3)
     skips, c = [m.base_channels], m.base_channels
     for i, (s, ch) in enumerate(zip(scales, chans)):
         hw = (side >> i) ** 2

@@ -190,7 +190,7 @@ class ConditionalUNet(nn.Module):
     norm_groups: int = 32
     remat: bool = False
     self_condition: bool = False
-    full_res_channels: int = 0  # > 0 (patch_size > 1): the output head works at full resolution
+    full_res_channels: int = 0  # > 0 (patch_size > 1): add a full-resolution refinement
     dtype: Dtype = jnp.float32
 
     def _check_scales(self, height: int, width: int) -> list[int]:
