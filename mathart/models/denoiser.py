@@ -82,7 +82,7 @@ class MathArtDenoiser(nn.Module):
     num_families: int = 0  # > 0 adds the family-classification head on the pooled formula
     remat: bool = False
     self_condition: bool = False  # the U-Net also sees the previous x0 estimate
-    full_res_channels: int = 0  # width of the U-Net's full-resolution output head (0: none)
+    full_res_channels: int = 0  # width of the U-Net's full-resolution refinement (0: none)
     dtype: Dtype = jnp.float32
 
     def setup(self):

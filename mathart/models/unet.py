@@ -59,6 +59,13 @@ def timestep_embedding(t_frac: jax.Array, dim: int, max_period: float = 10000.0)
     return emb
 
 
+def zero_conv(features: int, kernel: int, dtype: Dtype, name: str) -> nn.Conv:
+    """A conv whose kernel starts at zero: the layer it ends (or adds) is a no-op at init."""
+    return nn.Conv(
+        features, (kernel, kernel), dtype=dtype, kernel_init=nn.initializers.zeros, name=name
+    )
+
+
 def space_to_depth(x: jax.Array, p: int) -> jax.Array:
     """[B, H, W, C] -> [B, H/p, W/p, C·p²] (a lossless patchify)."""
     b, h, w, c = x.shape
@@ -92,13 +99,7 @@ class ResBlock(nn.Module):
         )(h)
         h = h * (1 + scale) + shift
         # Zero-init output conv: every block starts as the identity (Goyal et al. 2017 style).
-        h = nn.Conv(
-            self.out_channels,
-            (3, 3),
-            dtype=self.dtype,
-            kernel_init=nn.initializers.zeros,
-            name="conv2",
-        )(nn.silu(h))
+        h = zero_conv(self.out_channels, 3, self.dtype, "conv2")(nn.silu(h))
         if c_in != self.out_channels:
             x = nn.Conv(self.out_channels, (1, 1), dtype=self.dtype, name="skip")(x)
         return x + h
@@ -193,7 +194,10 @@ class ConditionalUNet(nn.Module):
     full_res_channels: int = 0  # > 0 (patch_size > 1): add a full-resolution refinement
     dtype: Dtype = jnp.float32
 
-    def _check_scales(self, height: int, width: int) -> list[int]:
+    def _check_config(self, height: int, width: int) -> list[int]:
+        """Refuses attention/skip scales that are not level scales, a full-resolution
+        refinement without a patchify stem, and images the coarsest level does not divide;
+        returns the level scales."""
         scales = level_scales(self.patch_size, len(self.channel_mult))
         for name in ("cross_attention_scales", "self_attention_scales", "extra_skip_scales"):
             bad = [s for s in getattr(self, name) if s not in scales]
@@ -231,7 +235,7 @@ class ConditionalUNet(nn.Module):
         context_mask: jax.Array,
         x0_prev: jax.Array | None = None,
     ) -> jax.Array:
-        scales = self._check_scales(x.shape[1], x.shape[2])
+        scales = self._check_config(x.shape[1], x.shape[2])
         if x0_prev is not None and not self.self_condition:
             raise ValueError("x0_prev given to a U-Net built without self_condition")
         res_cls = nn.remat(ResBlock) if self.remat else ResBlock
@@ -292,25 +296,13 @@ class ConditionalUNet(nn.Module):
                 # through a zero-initialised 1x1 conv (a no-op at init).
                 s = scales[level]
                 pooled_in = nn.avg_pool(x_in, (s, s), strides=(s, s))
-                h = h + nn.Conv(
-                    h.shape[-1],
-                    (1, 1),
-                    dtype=self.dtype,
-                    kernel_init=nn.initializers.zeros,
-                    name=f"up{level}_input_skip",
-                )(pooled_in)
+                h = h + zero_conv(h.shape[-1], 1, self.dtype, f"up{level}_input_skip")(pooled_in)
             if level != 0:
                 h = Upsample(self.dtype, name=f"up{level}_sample")(h)
 
         h = nn.GroupNorm(group_count(h.shape[-1], groups), dtype=self.dtype, name="norm_out")(h)
         h = nn.silu(h)
-        out = nn.Conv(
-            3 * self.patch_size**2,
-            (3, 3),
-            dtype=self.dtype,
-            kernel_init=nn.initializers.zeros,
-            name="conv_out",
-        )(h)
+        out = zero_conv(3 * self.patch_size**2, 3, self.dtype, "conv_out")(h)
         if self.patch_size > 1:
             out = depth_to_space(out, self.patch_size)
         if self.full_res_channels:
@@ -324,7 +316,5 @@ class ConditionalUNet(nn.Module):
             r = nn.Conv(c * p * p, (3, 3), dtype=self.dtype, name="to_full_res")(h)
             r = jnp.concatenate([depth_to_space(r, p), stem_input], axis=-1)
             r = nn.silu(nn.Conv(c, (3, 3), dtype=self.dtype, name="full_res_conv")(r))
-            out = out + nn.Conv(
-                3, (3, 3), dtype=self.dtype, kernel_init=nn.initializers.zeros, name="full_res_out"
-            )(r)
+            out = out + zero_conv(3, 3, self.dtype, "full_res_out")(r)
         return out.astype(jnp.float32)

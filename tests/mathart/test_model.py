@@ -226,9 +226,6 @@ def test_full_resolution_refinement_sees_the_input_pixel_by_pixel():
     rows, cols = np.nonzero(reach)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (5, 9, 6, 10)
 
-    plain = _model(**scales)  # off by default: the patch read-out alone, as before
-    unet = plain.init(jax.random.key(0), x, t, tokens, mask, style)["params"]["unet"]
-    assert "full_res_conv" not in unet
     with pytest.raises(ValueError, match=r"full_res_channels > 0 needs config\.model\.patch_size"):
         _model(full_res_channels=8).init(jax.random.key(0), x, t, tokens, mask, style)
 
