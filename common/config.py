@@ -61,7 +61,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.eps = 1e-8
     c.optim.weight_decay = 0.0  # decoupled; masked to kernels (no biases, norms, embeddings)
     c.optim.grad_clip = P(float)  # clip by global norm; None = off
-    c.optim.schedule = "constant"  # constant | warmup_linear | warmup_cosine | cosine_restarts
+    # constant | warmup_linear | warmup_cosine | cosine_restarts | warmup_stable_decay
+    c.optim.schedule = "constant"
     c.optim.warmup_epochs = P(float)
     c.optim.warmup_steps = P(int)
     c.optim.warmup_init_lr = 0.0  # linear warmup starts here
@@ -69,6 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.restart_epochs = P(float)  # first cosine cycle length T_0 (epochs) ...
     c.optim.restart_steps = P(int)  # ... or steps
     c.optim.restart_mult = 1.0  # T_mult: cycle k lasts T_0 * T_mult**k (real-valued)
+    c.optim.decay_fraction = 0.2  # warmup_stable_decay: share of the run spent decaying
     c.optim.lr_scales = ml_collections.ConfigDict()  # group -> scale (0 freezes the group)
     c.optim.mu_dtype = P(str)  # e.g. "bfloat16" for Adam's first moment (memory)
 

@@ -8,6 +8,10 @@ count in the checkpoint fully determines the learning rate after a resume.
     warmup_cosine     linear warmup, then half-cosine from lr down to end_lr at the last step
     cosine_restarts   linear warmup, then SGDR cycles T_k = T_0 * T_mult**k (T_mult real, e.g. 1.5),
                       each a half-cosine from lr to end_lr (eta_min)
+    warmup_stable_decay  linear warmup, lr held flat, then linear decay to end_lr over the last
+                      optim.decay_fraction of the run ("WSD": Hu et al. 2024, MiniCPM; Hagele
+                      et al. 2024 find it matches cosine at equal steps while spending longer
+                      at the peak rate)
 
 Per-group learning-rate scales multiply a group's *update* (AdamW's decoupled weight decay
 included, so a scale s is exactly lr * s, and 0 freezes the group bit for bit). Scales live in
@@ -54,6 +58,37 @@ def warmup_cosine(
         progress = jnp.clip((step - warmup_steps) / decay, 0.0, 1.0)
         cosine = end + 0.5 * (lr - end) * (1.0 + jnp.cos(jnp.pi * progress))
         return jnp.where(step < warmup_steps, _warmup(step, warmup_steps, init, lr), cosine)
+
+    return schedule
+
+
+def warmup_stable_decay(
+    lr: float,
+    warmup_steps: int,
+    total_steps: int,
+    decay_fraction: float,
+    init: float = 0.0,
+    end: float = 0.0,
+) -> optax.Schedule:
+    """Linear warmup, constant `lr`, then linear decay to `end` over the last
+    `decay_fraction` of `total_steps` (reaching `end` at `total_steps`, flat afterwards)."""
+    if not 0.0 < decay_fraction <= 1.0:
+        raise ConfigError(f"optim.decay_fraction must be in (0, 1], got {decay_fraction}")
+    decay_steps = max(round(decay_fraction * total_steps), 1)
+    if warmup_steps + decay_steps > total_steps:
+        raise ConfigError(
+            f"warmup_stable_decay: {warmup_steps} warmup + {decay_steps} decay steps exceed the "
+            f"run's {total_steps} steps; shorten optim.warmup_* or optim.decay_fraction"
+        )
+    decay_start = total_steps - decay_steps
+
+    def schedule(step):
+        step = jnp.asarray(step, jnp.float32)
+        progress = jnp.clip((step - decay_start) / decay_steps, 0.0, 1.0)
+        stable_then_decay = lr + (end - lr) * progress
+        return jnp.where(
+            step < warmup_steps, _warmup(step, warmup_steps, init, lr), stable_then_decay
+        )
 
     return schedule
 
@@ -127,9 +162,13 @@ def make_schedule(
                 "optim.schedule='cosine_restarts' needs optim.restart_epochs or _steps"
             )
         return cosine_restarts(lr, period, o.restart_mult, o.end_lr, warmup, o.warmup_init_lr)
+    if name == "warmup_stable_decay":
+        return warmup_stable_decay(
+            lr, warmup, total_steps, o.decay_fraction, o.warmup_init_lr, o.end_lr
+        )
     raise ConfigError(
         f"unknown optim.schedule '{name}'; choose one of: "
-        "constant, warmup_linear, warmup_cosine, cosine_restarts"
+        "constant, warmup_linear, warmup_cosine, cosine_restarts, warmup_stable_decay"
     )
 
 

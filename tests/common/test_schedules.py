@@ -99,6 +99,32 @@ def test_restart_cycle_index_stays_right_for_long_runs():
         assert float(before_start) == pytest.approx(starts[k - 1], rel=1e-5)
 
 
+def test_warmup_stable_decay_at_its_corners():
+    # 100 warmup steps, flat at the peak, then the last 20 % of 1,000 steps (800 -> 1,000)
+    # decays linearly from 2e-3 to 1e-5.
+    peak, end = 2e-3, 1e-5
+    s = optim.warmup_stable_decay(peak, 100, 1000, 0.2, end=end)
+    assert lr_at(s, 0) == 0.0
+    assert lr_at(s, 50) == pytest.approx(peak / 2, rel=1e-6)
+    for step in (100, 450, 800):
+        assert lr_at(s, step) == pytest.approx(peak, rel=1e-6)
+    assert lr_at(s, 850) == pytest.approx(peak + (end - peak) * 0.25, rel=1e-5)
+    assert lr_at(s, 900) == pytest.approx((peak + end) / 2, rel=1e-5)
+    assert lr_at(s, 1000) == pytest.approx(end, rel=1e-5)
+    assert lr_at(s, 1200) == pytest.approx(end, rel=1e-5)
+
+
+def test_warmup_stable_decay_refuses_an_impossible_split():
+    with pytest.raises(ConfigError, match="decay_fraction must be in"):
+        optim.warmup_stable_decay(1.0, 0, 100, 0.0)
+    with pytest.raises(ConfigError, match="exceed the run's 100 steps"):
+        optim.warmup_stable_decay(1.0, 90, 100, 0.2)
+    c = _cfg(schedule="warmup_stable_decay", warmup_steps=10, decay_fraction=0.5)
+    s = optim.make_schedule(c, steps_per_epoch=10, total_steps=100)
+    assert lr_at(s, 50) == pytest.approx(1.0)
+    assert lr_at(s, 75) == pytest.approx(0.5, rel=1e-6)
+
+
 def _cfg(**optim_fields) -> ml_collections.ConfigDict:
     c = base_config()
     c.learning_rate = 1.0
