@@ -7,6 +7,8 @@
 Every figure is computed here from samples generated now; nothing is copied or hard-coded. With
 ``--num N`` the first N examples of the split (held-out formulas, never seen in training) are
 generated once each, in their ground-truth style, with the run's EMA params and sampler.
+``--split train`` measures the same on formulas the run trained on: the gap to ``test`` is what
+held-out formulas cost, the rest is image quality.
 
 Definitions
 -----------
@@ -209,8 +211,10 @@ def _parse_args(argv):
         prog="python -m mathart.evaluate", description=__doc__.split("\n")[0]
     )
     p.add_argument("--workdir", required=True)
-    p.add_argument("--split", default="test", choices=["val", "test"])
-    p.add_argument("--num", type=int, default=200, help="held-out formulas to generate")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument(
+        "--num", type=int, default=200, help="formulas to generate (the first N of the split)"
+    )
     p.add_argument("--k", type=int, default=10, help="candidates per retrieval (chance 1/K)")
     p.add_argument("--diversity-formulas", type=int, default=16)
     p.add_argument("--diversity-seeds", type=int, default=4)

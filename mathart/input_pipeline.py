@@ -207,24 +207,23 @@ def grid_indices(split: Split, num: int) -> np.ndarray:
 
 
 def load_eval_split(config: ml_collections.ConfigDict, split: str, tokenizer: Tokenizer) -> Split:
-    """One held-out split ("val" or "test") tokenized with a run's saved tokenizer (tools)."""
-    if split not in ("val", "test"):
-        raise ValueError(f"split must be 'val' or 'test', got '{split}'")
+    """One split tokenized with a run's saved tokenizer (tools): "val" or "test" (held-out
+    formulas), or "train" (the formulas the run trained on, to compare against)."""
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got '{split}'")
     if config.data.source == "procedural":
         d = config.data
         cache = os.path.expanduser(config.data_dir) if config.data_dir else None
-        n = d.num_val if split == "val" else d.num_test
+        name, n = {
+            "train": ("train", d.num_train),
+            "val": ("validation", d.num_val),
+            "test": ("test", d.num_test),
+        }[split]
         if not n:
             raise ValueError(f"this run has no '{split}' split (data.num_{split} = {n})")
-        raw = build_arrays(
-            d.image_size,
-            "validation" if split == "val" else "test",
-            n,
-            seed=d.data_seed,
-            cache_dir=cache,
-        )
+        raw = build_arrays(d.image_size, name, n, seed=d.data_seed, cache_dir=cache)
     else:
         if split == "test":
             raise ValueError("JSONL runs have no test split; evaluate with --split val")
-        raw = _jsonl(config)["val"]
+        raw = _jsonl(config)[split]
     return encode_split(raw, tokenizer, config.model.max_formula_tokens)

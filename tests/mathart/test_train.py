@@ -13,7 +13,8 @@ from PIL import Image, ImageDraw
 from common.checkpoint import load_run
 from common.train import train_and_evaluate
 from configs.mathart import get_config
-from mathart import evaluate, sample
+from mathart import evaluate, input_pipeline, sample
+from mathart.dataset.jsonl import load_jsonl
 from mathart.task import MathArtTask, tokenizer_from_meta
 
 SIZE = 16
@@ -102,6 +103,26 @@ def test_checkpoint_carries_the_tokenizer(smoke_run):
     ids = tok.encode("x^2 + y^2 = 9", config.model.max_formula_tokens)
     assert ids[0] == 2 and (ids > 0).sum() > 5
     assert run.ema_params is not None
+
+
+def test_evaluation_splits_are_the_runs_own_rows(smoke_run):
+    # `mathart.evaluate --split train` must see the formulas the run trained on, and only those:
+    # the file's first 32 rows (the last 8 are held out for validation).
+    config, _, workdir = smoke_run
+    tok = tokenizer_from_meta(load_run(workdir, which="latest").meta)
+    rows = load_jsonl(config.data.train_jsonl, config.data.image_size)
+    train = input_pipeline.load_eval_split(config, "train", tok)
+    val = input_pipeline.load_eval_split(config, "val", tok)
+    assert list(train.formulas) == list(rows["formula"][:32])
+    assert list(val.formulas) == list(rows["formula"][32:])
+    np.testing.assert_array_equal(
+        train.arrays["tokens"][0],
+        tok.encode(str(rows["formula"][0]), config.model.max_formula_tokens),
+    )
+    with pytest.raises(ValueError, match="no test split"):
+        input_pipeline.load_eval_split(config, "test", tok)
+    with pytest.raises(ValueError, match="split must be 'train', 'val' or 'test'"):
+        input_pipeline.load_eval_split(config, "validation", tok)
 
 
 def test_sample_cli_writes_a_grid(smoke_run, tmp_path):
