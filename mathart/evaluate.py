@@ -5,10 +5,10 @@
         [--vgg-weights vgg16.h5] [--which best] [--out FILE.json]
 
 Every figure is computed here from samples generated now; nothing is copied or hard-coded. With
-``--num N`` the first N examples of the split (held-out formulas, never seen in training) are
-generated once each, in their ground-truth style, with the run's EMA params and sampler.
-``--split train`` measures the same on formulas the run trained on: the gap to ``test`` is what
-held-out formulas cost, the rest is image quality.
+``--num N`` the first N examples of the split (for val and test, held-out formulas never seen in
+training) are generated once each, in their ground-truth style, with the run's EMA params and
+sampler. ``--split train`` measures the same on formulas the run trained on: the gap to ``test``
+is what held-out formulas cost, the rest is image quality.
 
 Definitions
 -----------
