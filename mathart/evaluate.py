@@ -256,8 +256,7 @@ def main(argv=None) -> int:
     run = load_run(args.workdir, which=args.which, defaults=get_config)
     config = run.config
     tokenizer = task_lib.tokenizer_from_meta(run.meta)
-    split = input_pipeline.load_eval_split(config, args.split, tokenizer)
-    split = split.take(np.arange(min(args.num, len(split))))
+    split = input_pipeline.load_eval_split(config, args.split, tokenizer, num=args.num)
     s = config.sample
     model = task_lib.build_model(config, task_lib.num_families_of(config))
     steps = args.steps or s.num_inference_steps

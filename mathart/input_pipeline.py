@@ -113,15 +113,31 @@ def encode_split(raw: dict[str, np.ndarray], tokenizer: Tokenizer, max_len: int)
     return Split(arrays, formulas, seeds)
 
 
-def _procedural(config: ml_collections.ConfigDict) -> dict[str, dict[str, np.ndarray] | None]:
+# split -> (dataset split name, config.data field with its size)
+_PROCEDURAL_SPLITS = {
+    "train": ("train", "num_train"),
+    "val": ("validation", "num_val"),
+    "test": ("test", "num_test"),
+}
+
+
+def _procedural(
+    config: ml_collections.ConfigDict, splits: tuple[str, ...] = tuple(_PROCEDURAL_SPLITS)
+) -> dict[str, dict[str, np.ndarray] | None]:
+    """The requested splits, built or read from the cache; test is optional (num_test = 0 gives
+    None), train and val are not (`build_arrays` names a bad size)."""
     d = config.data
     cache = os.path.expanduser(config.data_dir) if config.data_dir else None
-    build = lambda split, n: build_arrays(d.image_size, split, n, seed=d.data_seed, cache_dir=cache)
-    return {
-        "train": build("train", d.num_train),
-        "val": build("validation", d.num_val),
-        "test": build("test", d.num_test) if d.num_test else None,
-    }
+    raw = {}
+    for split in splits:
+        name, size_field = _PROCEDURAL_SPLITS[split]
+        n = d[size_field]
+        raw[split] = (
+            None
+            if split == "test" and not n
+            else build_arrays(d.image_size, name, n, seed=d.data_seed, cache_dir=cache)
+        )
+    return raw
 
 
 def _jsonl(config: ml_collections.ConfigDict) -> dict[str, dict[str, np.ndarray] | None]:
@@ -148,16 +164,24 @@ def _jsonl(config: ml_collections.ConfigDict) -> dict[str, dict[str, np.ndarray]
     return {"train": train, "val": val, "test": None}
 
 
+def _raw_splits(
+    config: ml_collections.ConfigDict, splits: tuple[str, ...] = tuple(_PROCEDURAL_SPLITS)
+) -> dict[str, dict[str, np.ndarray] | None]:
+    """Raw arrays of (at least) the requested splits from ``config.data.source``; None marks a
+    split the data does not have."""
+    source = config.data.source
+    if source == "procedural":
+        return _procedural(config, splits)
+    if source == "jsonl":
+        return _jsonl(config)
+    raise ValueError(f"unknown config.data.source '{source}'; choose procedural or jsonl")
+
+
 def load_data(config: ml_collections.ConfigDict) -> MathArtData:
     """Builds or loads the raw splits, builds the tokenizer on the training formulas only, and
     tokenizes every split."""
     source = config.data.source
-    if source == "procedural":
-        raw = _procedural(config)
-    elif source == "jsonl":
-        raw = _jsonl(config)
-    else:
-        raise ValueError(f"unknown config.data.source '{source}'; choose procedural or jsonl")
+    raw = _raw_splits(config)
     tokenizer = Tokenizer.build(
         (str(f) for f in raw["train"]["formula"]),
         max_vocab=config.model.vocab_size,
@@ -206,24 +230,20 @@ def grid_indices(split: Split, num: int) -> np.ndarray:
     return np.asarray(chosen[:num], np.int64)
 
 
-def load_eval_split(config: ml_collections.ConfigDict, split: str, tokenizer: Tokenizer) -> Split:
-    """One split tokenized with a run's saved tokenizer (tools): "val" or "test" (held-out
-    formulas), or "train" (the formulas the run trained on, to compare against)."""
-    if split not in ("train", "val", "test"):
+def load_eval_split(
+    config: ml_collections.ConfigDict, split: str, tokenizer: Tokenizer, num: int | None = None
+) -> Split:
+    """The first `num` examples (all when None) of one split, tokenized with a run's saved
+    tokenizer (tools): "val" or "test" (held-out formulas), or "train" (the formulas the run
+    trained on, to compare against). Only those rows are tokenized."""
+    if split not in _PROCEDURAL_SPLITS:
         raise ValueError(f"split must be 'train', 'val' or 'test', got '{split}'")
-    if config.data.source == "procedural":
-        d = config.data
-        cache = os.path.expanduser(config.data_dir) if config.data_dir else None
-        name, n = {
-            "train": ("train", d.num_train),
-            "val": ("validation", d.num_val),
-            "test": ("test", d.num_test),
-        }[split]
-        if not n:
-            raise ValueError(f"this run has no '{split}' split (data.num_{split} = {n})")
-        raw = build_arrays(d.image_size, name, n, seed=d.data_seed, cache_dir=cache)
-    else:
-        if split == "test":
-            raise ValueError("JSONL runs have no test split; evaluate with --split val")
-        raw = _jsonl(config)[split]
+    raw = _raw_splits(config, (split,))[split]
+    if raw is None:
+        raise ValueError(
+            f"this run has no '{split}' split (JSONL data has train and val; procedural data "
+            "has test when data.num_test > 0); evaluate with --split val"
+        )
+    if num is not None:
+        raw = {k: v[:num] for k, v in raw.items()}
     return encode_split(raw, tokenizer, config.model.max_formula_tokens)

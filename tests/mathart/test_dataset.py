@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from configs.mathart import get_config
 from mathart.dataset import (
     COMPLEXITY_MIX,
     FAMILIES,
@@ -24,7 +25,8 @@ from mathart.dataset import (
 )
 from mathart.dataset.augment import augment, colour_jitter
 from mathart.dataset.phash import Deduplicator, ink, phash
-from mathart.formula import normalize, parse
+from mathart.formula import Tokenizer, normalize, parse
+from mathart.input_pipeline import load_eval_split
 
 R = 32  # one resolution for the whole file (and the renderer tests): compiles are shared
 
@@ -134,6 +136,21 @@ def test_cache_round_trip(tmp_path, splits):
         np.testing.assert_array_equal(arrays[k], splits["validation"][0][k])
     with np.load(files[0], allow_pickle=False) as data:  # no pickled objects inside
         assert set(data.files) == set(arrays)
+
+
+def test_eval_split_of_procedural_data_is_the_splits_prefix(tmp_path, splits):
+    # `mathart.evaluate` reads a procedural run's split from the cache, first rows only.
+    config = get_config("smoke")
+    config.data_dir = str(tmp_path)
+    config.data.image_size = R
+    config.data.num_train, config.data.num_val, config.data.num_test = 12, 6, 0
+    truth = splits["train"][0]
+    tok = Tokenizer.build(str(f) for f in truth["formula"])
+    train = load_eval_split(config, "train", tok, num=4)
+    np.testing.assert_array_equal(train.arrays["image"], truth["image"][:4])
+    assert list(train.formulas) == list(truth["formula"][:4])
+    with pytest.raises(ValueError, match="has no 'test' split"):
+        load_eval_split(config, "test", tok)
 
 
 def test_bad_arguments():

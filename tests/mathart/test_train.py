@@ -119,7 +119,9 @@ def test_evaluation_splits_are_the_runs_own_rows(smoke_run):
         train.arrays["tokens"][0],
         tok.encode(str(rows["formula"][0]), config.model.max_formula_tokens),
     )
-    with pytest.raises(ValueError, match="no test split"):
+    first = input_pipeline.load_eval_split(config, "train", tok, num=5)
+    assert list(first.formulas) == list(rows["formula"][:5]) and len(first.arrays["image"]) == 5
+    with pytest.raises(ValueError, match="has no 'test' split"):
         input_pipeline.load_eval_split(config, "test", tok)
     with pytest.raises(ValueError, match="split must be 'train', 'val' or 'test'"):
         input_pipeline.load_eval_split(config, "validation", tok)
