@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from common.metrics import METRICS_FILE
+from common.writers import METRICS_FILE
 
 _LOWER_IS_BETTER = ("loss", "error", "perplexity", "nll", "fid", "mse")
 # Bookkeeping, not quality: only their latest value is reported.

@@ -35,13 +35,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from common import environment, parallel
 from common import metrics as metrics_lib
-from common import parallel
 from common.precision import compute_dtype, dtype_name
 from common.steps import build_steps
 from common.task import Task
 
-# Dense bf16 peak TFLOP/s per device (jax_pitfalls §11.3: maxtext's table; H100/H200 SXM).
+# Dense bf16 peak TFLOP/s per device, the datasheet figures maxtext's MFU uses (H100/H200 SXM).
 PEAK_BF16_TFLOPS = {
     "h100": 989.0,
     "h200": 989.0,
@@ -188,7 +188,7 @@ def _describe(config, task, mesh, state, lowered, compiled, lower_s, compile_s) 
         else float(per_example) * global_batch,
         **sizes,
         "xla_live_bytes": live,
-        "versions": _versions(),
+        "versions": environment.versions(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "host": platform.node(),
         "cpu_count": os.cpu_count(),
@@ -270,12 +270,6 @@ def _flops(cost: Any) -> float | None:
     return None if value is None or value < 0 else float(value)
 
 
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    return {n: metadata.version(n) for n in ("jax", "jaxlib", "flax", "optax")}
-
-
 def format_table(record: dict[str, Any]) -> str:
     def fmt(value):
         if value is None:
@@ -326,7 +320,6 @@ def main(argv: list[str]) -> None:
 
     def _main(_):
         cli.quiet_library_logs()
-        parallel.hide_gpus_from_tensorflow()
         config = flags.FLAGS.config
         if flags.FLAGS.compile_only:
             record = compile_only(config)

@@ -91,7 +91,6 @@ def run(
         config = flags_def.config
         # Distributed init must precede any device access (jax_pitfalls §5).
         parallel.maybe_initialize_distributed(config)
-        parallel.hide_gpus_from_tensorflow()
         workdir = flags_def.workdir or workdir_fn(config)
         if train_fn is None:
             from common.train import train_and_evaluate

@@ -1,15 +1,11 @@
-"""Metric accumulation inside jitted steps, and where metrics go: TensorBoard, metrics.jsonl,
-PNG files and the console.
+"""Metric accumulation inside jitted steps, the console progress line, and the shared clu
+metrics; where metrics are written (TensorBoard, metrics.jsonl, PNGs) is `common.writers`.
 
 Train metrics are clu `Average`s merged on device at every step (no host sync); the loop reads
-them only at log steps. ``metrics.jsonl`` holds one JSON object per logged step
-(``{"step": 100, "epoch": 2.0, "train/loss": ..., "val/accuracy": ...}``): the file
-`common.analyze` and the families' sweep tables read. Only process 0 writes anything.
+them only at log steps.
 """
 
-import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -18,12 +14,8 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from clu import metric_writers
 from clu import metrics as clu_metrics
-from PIL import Image
 
-METRICS_FILE = "metrics.jsonl"
-IMAGES_DIR = "images"
 _NEVER = np.iinfo(np.int32).max
 
 
@@ -58,177 +50,6 @@ def first_nonfinite_step(acc: dict) -> int | None:
 def compute_train_metrics(acc: dict) -> dict[str, float]:
     host = jax.device_get(acc["averages"])
     return {k: float(v.total / max(int(v.count), 1)) for k, v in host.items() if int(v.count) > 0}
-
-
-# ---- writers ---------------------------------------------------------------------------------
-def _to_python(value: Any) -> float | int | str:
-    arr = np.asarray(value)
-    if arr.dtype.kind in "iu":
-        return int(arr)
-    if arr.dtype.kind in "f":
-        v = float(arr)
-        return v if np.isfinite(v) else str(v)  # JSON has no NaN/inf
-    return str(value)
-
-
-class _OnlyWriter(metric_writers.MetricWriter):
-    """A MetricWriter that ignores every kind of data its subclass does not override."""
-
-    def write_summaries(self, step, values, metadata=None):
-        pass
-
-    def write_scalars(self, step, scalars):
-        pass
-
-    def write_images(self, step, images):
-        pass
-
-    def write_videos(self, step, videos):
-        pass
-
-    def write_audios(self, step, audios, *, sample_rate):
-        pass
-
-    def write_texts(self, step, texts):
-        pass
-
-    def write_histograms(self, step, arrays, num_buckets=None):
-        pass
-
-    def write_hparams(self, hparams):
-        pass
-
-    def flush(self):
-        pass
-
-    def close(self):
-        pass
-
-
-class JsonlWriter(_OnlyWriter):
-    """Appends one JSON object per `write_scalars` call to WORKDIR/metrics.jsonl."""
-
-    def __init__(self, path: str):
-        self.path = path
-        # Line-buffered: every record reaches the file when written, so a run killed without
-        # warning (OOM, a preempted node) keeps its metrics up to its last log step.
-        self._file = open(path, "a", buffering=1)  # noqa: SIM115 - closed in close()
-        self.epoch_of_step: Any = None  # set by the loop: step -> epoch (float)
-
-    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-        record: dict[str, Any] = {"step": int(step)}
-        if self.epoch_of_step is not None:
-            record["epoch"] = round(float(self.epoch_of_step(step)), 4)
-        record.update({k: _to_python(v) for k, v in scalars.items()})
-        self._file.write(json.dumps(record) + "\n")
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-class PngWriter(_OnlyWriter):
-    """Writes every image as WORKDIR/images/<key>_<step>.png (keys' '/' become '_')."""
-
-    def __init__(self, directory: str):
-        self.directory = directory
-        os.makedirs(directory, exist_ok=True)
-
-    def write_images(self, step: int, images: Mapping[str, Any]) -> None:
-        for key, image in images.items():
-            write_png(os.path.join(self.directory, f"{key.replace('/', '_')}_{step}.png"), image)
-
-
-def to_uint8_image(image: Any) -> np.ndarray:
-    """HW, HWC or NHWC (first image) array -> HWC uint8; floats are taken as [0, 1]."""
-    arr = np.asarray(image)
-    if arr.ndim == 4:
-        arr = arr[0]
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.dtype != np.uint8:
-        arr = np.clip(np.nan_to_num(arr.astype(np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, axis=-1)
-    return arr
-
-
-def write_png(path: str, image: Any) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    Image.fromarray(to_uint8_image(image)).save(path)
-    return path
-
-
-class RunWriter:
-    """The loop's writer: TensorBoard, metrics.jsonl and PNGs on process 0; no-op elsewhere."""
-
-    def __init__(self, workdir: str, *, is_main: bool):
-        self.is_main = is_main
-        self.jsonl: JsonlWriter | None = None
-        if is_main:
-            self.jsonl = JsonlWriter(os.path.join(workdir, METRICS_FILE))
-            self._writer = metric_writers.MultiWriter(
-                [
-                    metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard")),
-                    self.jsonl,
-                    PngWriter(os.path.join(workdir, IMAGES_DIR)),
-                ]
-            )
-        else:
-            self._writer = None
-
-    def set_epoch_fn(self, fn) -> None:
-        if self.jsonl is not None:
-            self.jsonl.epoch_of_step = fn
-
-    def scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-        if self._writer is not None and scalars:
-            self._writer.write_scalars(
-                step,
-                {
-                    k: _to_python(v)
-                    for k, v in scalars.items()
-                    if not isinstance(_to_python(v), str)
-                },
-            )
-
-    def images(self, step: int, images: Mapping[str, Any]) -> None:
-        if self._writer is not None and images:
-            self._writer.write_images(step, {k: to_uint8_image(v)[None] for k, v in images.items()})
-
-    def hparams(self, hparams: Mapping[str, Any]) -> None:
-        if self._writer is not None:
-            self._writer.write_hparams({k: v for k, v in hparams.items()})
-
-    def texts(self, step: int, texts: Mapping[str, str]) -> None:
-        if self._writer is not None and texts:
-            self._writer.write_texts(step, texts)
-
-    def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-            self._writer.close()
-            self._writer = None
-
-
-def flatten_config(config_dict: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config -> {'optim.lr': ...} with TensorBoard-friendly leaf values."""
-    flat: dict[str, Any] = {}
-    for key, value in config_dict.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_config(value, name + "."))
-        elif value is None or isinstance(value, (bool, int, float, str)):
-            flat[name] = "None" if value is None else value
-        else:
-            flat[name] = str(value)
-    return flat
 
 
 class CompileCounter:

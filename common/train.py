@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import signal
 import sys
 import time
@@ -28,8 +27,9 @@ import ml_collections
 import numpy as np
 
 from common import checkpoint as ckpt_lib
+from common import environment, parallel
 from common import metrics as metrics_lib
-from common import parallel
+from common import writers as writers_lib
 from common.config import ConfigError, steps_from
 from common.data import Prefetcher
 from common.precision import compute_dtype, dtype_name
@@ -52,18 +52,6 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # ---- small helpers ---------------------------------------------------------------------------
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "clu", "tensorflow-cpu"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
 def _setup_compilation_cache(config: ml_collections.ConfigDict) -> None:
     path = config.get("compilation_cache_dir") or ""
     if path:
@@ -142,7 +130,7 @@ def train_and_evaluate(
     if is_main:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(config.to_dict(), f, indent=2, default=str)
-    logging.info("versions: %s", _versions())
+    logging.info("versions: %s", environment.versions())
     logging.info(
         "backend %s, %d processes, devices: %s; compute dtype %s",
         backend,
@@ -257,14 +245,14 @@ def train_and_evaluate(
     if start_step > total_steps:
         logging.warning("checkpoint step %d is past the configured end %d", start_step, total_steps)
 
-    writer = metrics_lib.RunWriter(workdir, is_main=is_main)
+    writer = writers_lib.RunWriter(workdir, is_main=is_main)
     writer.set_epoch_fn(epoch_of)
     if is_main and start_step == 0:
         from clu import parameter_overview
 
         parameter_overview.log_parameter_overview(state.params, msg="parameters")
         n_params = parallel.tree_size(state.params)
-        writer.hparams({**metrics_lib.flatten_config(config.to_dict()), "num_params": n_params})
+        writer.hparams({**writers_lib.flatten_config(config.to_dict()), "num_params": n_params})
         logging.info("%d parameters (%.2f MB float32)", n_params, n_params * 4 / 2**20)
 
     train_step, eval_step, new_acc = steps.train_step, steps.eval_step, steps.new_metrics
@@ -338,7 +326,7 @@ def train_and_evaluate(
             "early_stopping": early,
             "task_state": task.state_dict(),
             "config": config.to_dict(),
-            "versions": _versions(),
+            "versions": environment.versions(),
         }
 
     def check_finite(acc) -> None:

@@ -21,6 +21,7 @@ import jax
 from common import metrics as metrics_lib
 from common.checkpoint import load_run
 from common.task import StepContext
+from common.writers import write_png
 from vit.task import VitTask
 
 
@@ -48,7 +49,7 @@ def evaluate(
     summary = task.summarize_eval(split, total.compute())
     for name, image in summary.images.items():
         path = os.path.join(run_dir, "images", f"eval_{split}_step{run.step}_{name}.png")
-        metrics_lib.write_png(path, image)
+        write_png(path, image)
     return {"run": run_dir, "checkpoint_step": run.step, "split": split, **summary.scalars}
 
 

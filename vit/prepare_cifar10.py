@@ -1,13 +1,21 @@
-"""Build a TFDS `cifar10` data_dir from a local copy of CIFAR-10, with no network.
+"""Prepare CIFAR-10 for training from a local copy, with no network and no TensorFlow.
 
-    python -m vit.prepare_cifar10 --source cifar-10-binary.tar.gz --data_dir /data/tfds
-    python -m vit.prepare_cifar10 --source cifar10_jpeg.tar.gz --data_dir /tmp/cifar10_tfds
+    python -m vit.prepare_cifar10 --source cifar-10-binary.tar.gz --data_dir /data/cifar
+    python -m vit.prepare_cifar10 --source cifar10_jpeg.tar.gz --data_dir /tmp/cifar10
     python -m vit.prepare_cifar10 --source path/to/images/ --data_dir DIR [--limit 100]
+    python -m vit.prepare_cifar10 --source ... --data_dir DIR --format tfds   # needs TensorFlow
 
-Afterwards ``tfds.load("cifar10", data_dir=DIR)`` (and so ``python -m vit.main
---config.data_dir=DIR``) reads it exactly as if TFDS had downloaded and prepared it: the files
-are written by TFDS's own `Cifar10` builder (same features, version, split names and label
-names); only where the examples come from is replaced.
+Then train with ``python -m vit.main --config.data_dir=DIR``.
+
+Formats (``--format``):
+- ``arrays`` (default): ``DIR/cifar10_arrays/`` with ``{train,test}_{images,labels}.npy`` and a
+  ``dataset_info.json``; numpy alone reads it (`vit.input_pipeline.read_arrays`), so it works
+  on a bare JAX GPU image. Written to a temporary folder and renamed into place, so an
+  interrupted run never leaves something that looks prepared.
+- ``tfds``: a TFDS ``cifar10`` data_dir written by TFDS's own `Cifar10` builder (same features,
+  version, split names and label names as a TFDS download; only where the examples come from
+  is replaced), which ``tfds.load("cifar10", data_dir=DIR)`` reads. TFDS encodes images with
+  TensorFlow, so this format needs the ``[tf]`` extra.
 
 Accepted sources:
 - The BINARY distribution ``cifar-10-binary.tar.gz`` (the archive TFDS itself downloads), or its
@@ -33,7 +41,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from vit.input_pipeline import CLASS_NAMES, IMAGE_SHAPE
+from vit.input_pipeline import CLASS_NAMES, IMAGE_SHAPE, SPLITS, write_arrays
 
 _RECORD_BYTES = 1 + 32 * 32 * 3
 _BIN_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -41,7 +49,6 @@ _BIN_TEST = ("test_batch.bin",)
 _PICKLE_BATCHES = ("data_batch_1", "test_batch", "batches.meta")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-SPLITS = ("train", "test")
 
 Split = tuple[np.ndarray, np.ndarray]  # images uint8 [N, 32, 32, 3], labels int64 [N]
 
@@ -241,8 +248,18 @@ def read_source(path: str, limit: int | None = None) -> dict[str, Split]:
 
 
 # ---- writing the TFDS data_dir ---------------------------------------------------------------
-def write_tfds(data: dict[str, Split], data_dir: str) -> str:
-    """Writes `data` as TFDS's `cifar10` into `data_dir`; returns the dataset's version folder."""
+def write_tfds(data: dict[str, Split], data_dir: str, *, file_format: str = "tfrecord") -> str:
+    """Writes `data` as TFDS's `cifar10` into `data_dir` in TFDS's `file_format` ("tfrecord",
+    which tfds.load reads, or "array_record", which tfds.data_source reads without
+    TensorFlow); returns the dataset's version folder."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise SourceError(
+            "--format tfds needs TensorFlow (TFDS encodes images with it) and it is not "
+            "installed; install it with pip install -e '.[tf]', or use the default "
+            "--format arrays, which vit.main reads without TensorFlow"
+        )
     import tensorflow_datasets as tfds
     from tensorflow_datasets.image_classification.cifar import Cifar10
 
@@ -266,7 +283,7 @@ def write_tfds(data: dict[str, Split], data_dir: str) -> str:
                 # Same ids and keys as TFDS's generator ("train_00042").
                 yield i, {"id": f"{split}_{i:05d}", "image": images[i], "label": int(labels[i])}
 
-    builder = OfflineCifar10(data_dir=os.path.abspath(data_dir))
+    builder = OfflineCifar10(data_dir=os.path.abspath(data_dir), file_format=file_format)
     if builder.is_prepared():
         raise FileExistsError(
             f"{builder.data_dir} already holds a prepared cifar10; delete it or choose another "
@@ -286,11 +303,17 @@ def _iter_counts(data: dict[str, Split]) -> Iterator[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        description="Build a TFDS cifar10 data_dir offline from a local CIFAR-10 copy.",
+        description="Prepare CIFAR-10 offline from a local copy (no network, no TensorFlow).",
         epilog="Then: python -m vit.main --config=configs/vit.py --config.data_dir=DATA_DIR",
     )
     ap.add_argument("--source", required=True, help="cifar-10-binary.tar.gz, or image folders")
-    ap.add_argument("--data_dir", required=True, help="TFDS data_dir to create (or add to)")
+    ap.add_argument("--data_dir", required=True, help="data_dir to create (or add to)")
+    ap.add_argument(
+        "--format",
+        default="arrays",
+        choices=("arrays", "tfds"),
+        help="arrays: .npy files numpy reads (default); tfds: a TFDS data_dir (needs TensorFlow)",
+    )
     ap.add_argument("--limit", type=int, default=None, help="first N images per class and split")
     args = ap.parse_args(argv)
     if args.limit is not None and args.limit <= 0:
@@ -299,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         data = read_source(args.source, args.limit)
         for line in _iter_counts(data):
             print(line)
-        where = write_tfds(data, args.data_dir)
+        if args.format == "tfds":
+            where = write_tfds(data, args.data_dir)
+        else:
+            where = write_arrays(data, args.data_dir, source=os.path.abspath(args.source))
     except (SourceError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

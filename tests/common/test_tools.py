@@ -161,7 +161,7 @@ def test_metrics_jsonl_has_epoch_and_no_nan(tmp_path):
 
 def test_metrics_jsonl_record_is_on_disk_before_any_flush(tmp_path):
     # A run killed without warning (OOM, preemption) must keep what it logged.
-    from common.metrics import JsonlWriter
+    from common.writers import JsonlWriter
 
     writer = JsonlWriter(str(tmp_path / "metrics.jsonl"))
     writer.write_scalars(7, {"val/loss": 0.25})

@@ -1,5 +1,6 @@
-"""Offline CIFAR-10 preparation: a generated binary archive and image folders become a TFDS
-data_dir that `tfds.load("cifar10")` reads back exactly; pickle archives are refused."""
+"""Offline CIFAR-10 preparation: a generated binary archive and image folders become a data_dir
+that `load_cifar10` reads back exactly, in the numpy format (no TensorFlow) and as TFDS writes
+it (TFRecord through tfds.load, array_record through tfds.data_source); pickles are refused."""
 
 import os
 import tarfile
@@ -13,15 +14,44 @@ from vit import input_pipeline, prepare_cifar10
 from vit.input_pipeline import CLASS_NAMES
 
 
-def test_binary_archive_round_trips_through_tfds_load(binary_data_dir):
+def test_binary_archive_round_trips_through_the_arrays_format(binary_data_dir, tmp_path):
     data_dir, expected = binary_data_dir
     loaded = input_pipeline.load_cifar10(str(data_dir), download=False)
     for split in ("train", "test"):
         same_examples(loaded[split], expected[split])
-    assert (data_dir / "cifar10" / "3.0.2" / "dataset_info.json").is_file()
+    folder = data_dir / input_pipeline.ARRAYS_DIR
+    assert sorted(os.listdir(folder)) == [
+        "dataset_info.json",
+        "test_images.npy",
+        "test_labels.npy",
+        "train_images.npy",
+        "train_labels.npy",
+    ]
     # Preparing the same data_dir again is refused instead of silently mixing datasets.
     with pytest.raises(FileExistsError, match="already holds"):
-        prepare_cifar10.write_tfds(expected, str(data_dir))
+        input_pipeline.write_arrays(expected, str(data_dir))
+
+    # A damaged copy (labels cut short) is named, not trained on.
+    damaged = tmp_path / "damaged"
+    input_pipeline.write_arrays(expected, str(damaged))
+    labels = damaged / input_pipeline.ARRAYS_DIR / "test_labels.npy"
+    np.save(labels, np.load(labels)[:-1])
+    with pytest.raises(input_pipeline.DatasetUnavailableError, match="damaged"):
+        input_pipeline.load_cifar10(str(damaged), download=False)
+
+
+@pytest.mark.parametrize("file_format", ["tfrecord", "array_record"])
+def test_tfds_prepared_data_dirs_are_read_in_either_format(tmp_path, file_format):
+    pytest.importorskip("tensorflow", reason="TFDS writes images with TensorFlow ([tf] extra)")
+    data = {"train": random_split(30, 3), "test": random_split(10, 4)}
+    where = prepare_cifar10.write_tfds(data, str(tmp_path), file_format=file_format)
+    assert os.path.isfile(os.path.join(where, "dataset_info.json"))
+    assert any(file_format in f for f in os.listdir(where))
+    loaded = input_pipeline.load_cifar10(str(tmp_path), download=False)
+    for split in data:
+        same_examples(loaded[split], data[split])
+    with pytest.raises(FileExistsError, match="already holds"):
+        prepare_cifar10.write_tfds(data, str(tmp_path), file_format=file_format)
 
 
 def write_image_folders(root, split_data: dict, fmt: str = "png") -> None:
@@ -106,7 +136,9 @@ def test_shared_jpeg_copy_prepares_real_cifar10(shared_dir, tmp_path):
         f = x.astype(np.float64)
         corr = np.corrcoef(f[:, :, :-1].ravel(), f[:, :, 1:].ravel())[0, 1]
         assert corr > 0.8, corr
-    prepare_cifar10.write_tfds(data, str(tmp_path))
+    rc = prepare_cifar10.main(
+        ["--source", str(source), "--data_dir", str(tmp_path), "--limit", "3"]
+    )
+    assert rc == 0
     loaded = input_pipeline.load_cifar10(str(tmp_path), download=False)
     same_examples(loaded["test"], data["test"])
-    assert os.path.isdir(tmp_path / "cifar10" / "3.0.2")

@@ -1,6 +1,6 @@
-"""The ViT family through the real shared loop: the smoke profile under `tfds.testing.mock_data`
-(in-process, 8 CPU devices) and `python -m vit.main` on a prepared TFDS data_dir, interrupted
-and resumed."""
+"""The ViT family through the real shared loop: the smoke profile on random images
+(in-process, 8 CPU devices) and `python -m vit.main` on a prepared data_dir, interrupted and
+resumed."""
 
 import glob
 import json
@@ -12,12 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from PIL import Image
 
 from common.cli import load_config_file
 from common.task import StepContext
 from common.train import train_and_evaluate
+from tests.vit.cifar_files import random_split
+from vit.input_pipeline import write_arrays
 from vit.task import VitTask, repeat_examples
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -73,18 +74,21 @@ def test_repeated_augmentation_rows():
     assert repeat_examples(batch, 1) is batch
 
 
-def test_smoke_under_mock_data(tmp_path):
+def test_smoke_on_random_images(tmp_path):
+    images = random_split(256, seed=5)
+    write_arrays({"train": images, "test": images}, str(tmp_path / "data"))
     c = load_config_file("configs/vit.py:smoke")
+    c.data_dir = str(tmp_path / "data")
     c.augment.policy = "randaugment"  # exercise the strong-profile augmentations too
     c.augment.random_erasing = 0.25
     c.augment.mixup_alpha = c.augment.cutmix_alpha = 1.0
     c.model.stochastic_depth_rate = 0.1
     c.augment.repeated_aug = 3  # does not divide the batch of 32
-    with tfds.testing.mock_data(num_examples=256):  # random images; train == test
-        result = train_and_evaluate(VitTask, c, str(tmp_path))
+    run = tmp_path / "run"
+    result = train_and_evaluate(VitTask, c, str(run))
     # 256 - 128 held out = 128 train images = 4 steps/epoch; 2 epochs.
     assert result.status == "completed" and result.step == 8
-    records = read_jsonl(tmp_path)
+    records = read_jsonl(run)
     train_steps = [r["step"] for r in records if "train/loss" in r]
     assert train_steps == [4, 8]
     evals = [r for r in records if "val/accuracy" in r]
@@ -92,11 +96,11 @@ def test_smoke_under_mock_data(tmp_path):
     assert all(0 <= r["val/accuracy"] <= 1 and np.isfinite(r["val/loss"]) for r in evals)
     per_class = [evals[-1][f"val/accuracy/{name}"] for name in VitTask(c).class_names]
     assert len(per_class) == 10
-    final = json.loads((tmp_path / "final_metrics.json").read_text())
+    final = json.loads((run / "final_metrics.json").read_text())
     assert 0 <= final["final/test/accuracy"] <= 1 and final["final/checkpoint_step"] in (4, 8)
-    png = glob.glob(str(tmp_path / "images" / "val_confusion_matrix_*.png"))
+    png = glob.glob(str(run / "images" / "val_confusion_matrix_*.png"))
     assert len(png) == 2 and Image.open(png[0]).mode == "RGB"
-    assert glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
+    assert glob.glob(str(run / "tensorboard" / "events.out.tfevents.*"))
 
 
 def run_cli(*args: str, workdir) -> subprocess.CompletedProcess:

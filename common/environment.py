@@ -1,0 +1,46 @@
+"""What a run ran on: package versions and devices, recorded by the loop (log and checkpoint
+metadata), `common.bench` and `common.campaign`, so every figure names its software."""
+
+import platform
+from importlib import metadata
+
+import jax
+
+# The stack a result depends on; TensorFlow and TFDS are optional and reported when present.
+PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "clu",
+    "ml-collections",
+    "numpy",
+    "tensorboard",
+    "tensorflow-datasets",
+    "tensorflow",
+    "tensorflow-cpu",
+)
+
+
+def versions() -> dict[str, str]:
+    """{package: version} for `PACKAGES` that are installed, plus Python's own version."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def devices() -> dict:
+    """Backend, device kind and counts, as the run sees them."""
+    local = jax.local_devices()
+    return {
+        "backend": jax.default_backend(),
+        "device_kind": local[0].device_kind,
+        "device_count": jax.device_count(),
+        "local_device_count": len(local),
+        "process_count": jax.process_count(),
+    }
