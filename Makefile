@@ -3,8 +3,11 @@
 #
 #   make train   set up, then train the ViT on CIFAR-10 (configs/vit.py) into runs/vit_default
 #   make test    set up, then lint (ruff) and run the whole test suite on CPU
+#   make offline-wheels   set up, then fetch into .whl/ the wheels an offline JAX GPU image
+#                lacks (tools/offline_wheels.py; README: Running on an offline GPU machine)
 #
-# Variables: PYTHON=python3.12, CONFIG=configs/vit.py:small, WORKDIR=runs/mine, PYTEST_ARGS=-x
+# Variables: PYTHON=python3.12, CONFIG=configs/vit.py:small, WORKDIR=runs/mine, PYTEST_ARGS=-x,
+#            HAVE=freeze.txt (offline-wheels: `pip list --format=freeze` of the target image)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,8 +16,9 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/vit.py
 WORKDIR ?=
 PYTEST_ARGS ?=
+HAVE ?=
 
-.PHONY: setup train test lint lock clean
+.PHONY: setup train test lint lock clean offline-wheels
 
 $(STAMP): requirements.lock
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else f"Python >= 3.11 is required, $(PYTHON) is {v.major}.{v.minor}; run e.g. make PYTHON=python3.11 $(MAKECMDGOALS)")'
@@ -35,11 +39,15 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -n 2 --durations=20 $(PYTEST_ARGS)
 
-# Regenerate the lock from a fresh resolve of pyproject's ranges (run on Linux x86-64, CPU).
+offline-wheels: $(STAMP)
+	$(BIN)/python tools/offline_wheels.py $(if $(HAVE),--have=$(HAVE),)
+
+# Regenerate the lock from a fresh resolve of pyproject's ranges with every extra the tests
+# exercise (run on Linux x86-64, CPU, Python 3.11).
 lock:
 	rm -rf /tmp/jaxfam-lock && $(PYTHON) -m venv /tmp/jaxfam-lock
 	/tmp/jaxfam-lock/bin/pip install --quiet --upgrade pip
-	/tmp/jaxfam-lock/bin/pip install --quiet ".[dev]"
+	/tmp/jaxfam-lock/bin/pip install --quiet ".[tf,dev]"
 	/tmp/jaxfam-lock/bin/pip freeze --exclude-editable | grep -v '^jaxfam' > requirements.lock
 
 clean:

@@ -4,11 +4,11 @@ Layout: ``WORKDIR/checkpoints/<step>/{state,meta}``; ``state`` is the train stat
 params, extras, optimizer state incl. its count, EMA params, controls, rng), ``meta`` is JSON
 (epoch, best-so-far, early-stopping counters, the task's host state, the config).
 
-Policy (jax_pitfalls §6): keep the latest checkpoint, the best one by the task's metric and,
-optionally, every N-th step — through `preservation_policy` plus `best_fn` so "best" survives
-restarts; never `max_to_keep` (it can delete the latest). Orbax writes to a temporary folder
-and renames it, so a half-written checkpoint is never the one restored. Every restore passes an
-explicit target with shardings, so a checkpoint written on 8 devices restores on 1.
+Policy: keep the latest checkpoint, the best one by the task's metric and, optionally, every
+N-th step — through `preservation_policy` plus `best_fn` so "best" survives restarts; never
+`max_to_keep` (it can delete the latest). Orbax writes to a temporary folder and renames it, so
+a half-written checkpoint is never the one restored. Every restore passes an explicit target
+with shardings, so a checkpoint written on 8 devices restores on 1.
 
 Used by `common.train` (the loop) and by tools (`load_run`) that only need params.
 """

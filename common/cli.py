@@ -89,7 +89,7 @@ def run(
 
         quiet_library_logs()
         config = flags_def.config
-        # Distributed init must precede any device access (jax_pitfalls §5).
+        # jax.distributed.initialize() must run before anything touches a device.
         parallel.maybe_initialize_distributed(config)
         workdir = flags_def.workdir or workdir_fn(config)
         if train_fn is None:

@@ -37,7 +37,7 @@ def _cluster_detected() -> str | None:
 def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> bool:
     """Calls `jax.distributed.initialize()` only when asked or when a cluster is detected.
 
-    Without a cluster it would raise (jax_pitfalls §5), so single-host runs skip it.
+    With no detectable cluster and no coordinator address it raises, so single-host runs skip it.
     Must run before anything touches devices.
     """
     mode = str(config.get("distributed", "auto"))

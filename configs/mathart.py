@@ -1,4 +1,5 @@
-"""Formula-to-image diffusion ("mathart"; seeds 000 and 004, specs/mathart_reference.md).
+"""Formula-to-image diffusion ("mathart"; seeds 000 and 004: the public repositories
+GunaSripuram7/mathy-model-project and jasher4994/Diffusion).
 
     python -m mathart.main --config=configs/mathart.py:tiny32_cpu --workdir=runs/mathart_cpu
     python -m mathart.main --config=configs/mathart.py:tiny32 --workdir=runs/mathart_tiny32

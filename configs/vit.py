@@ -53,8 +53,9 @@ results all use heavy augmentation. The closest anchor is the ViT baseline of Le
 epochs + cosine, label smoothing 0.1, crop + flip + AutoAugment (CIFAR-10 policy), Mixup/CutMix
 (alpha 1, applied to half the batches), random erasing 0.25, repeated augmentation x3 and
 stochastic depth 0.1. We take that recipe as is and train 3x longer (300 epochs), the lever
-every anchor in vit_reference.md §1 shows still paying off past 100 epochs (kentaroy47: 80 ->
-85 -> 89 % at 200/500/1000; CCT: 94.8 -> 96.5 % at 200/300). 94 % is a target, not a measured
+the public from-scratch CIFAR-10 anchors show still paying off past 100 epochs
+(kentaroy47/vision-transformers-cifar10: 80 -> 85 -> 89 % at 200/500/1000; CCT-7/3x1 of
+SHI-Labs/Compact-Transformers: 94.8 -> 96.5 % at 200/300). 94 % is a target, not a measured
 result (no GPU run was made here): see vit/README.md.
 """
 

@@ -13,9 +13,10 @@ Conventions (Ho et al. 2020; Nichol & Dhariwal 2021; Salimans & Ho 2022):
   both give ``x0 = alpha_t * x_t - sigma_t * v`` and ``eps = sigma_t * x_t + alpha_t * v``.
 - Samplers walk a *re-spaced* subsequence ``tau_S > ... > tau_1`` of the training steps and
   always use ᾱ at the selected steps (ᾱ_{tau_i} -> ᾱ_{tau_{i-1}}), with ᾱ = 1 after the last
-  step. Using single-step α_t/β_t while skipping steps (the bug in the small reference model,
-  see specs/mathart_reference.md §2) gives a wrong update; ``tests/mathart/test_diffusion.py``
-  checks that the re-spaced update is exact.
+  step. Using single-step α_t/β_t while skipping steps (the bug in the small reference model's
+  sampler, jasher4994/Diffusion ``conditional_diffusion/conditional_diffusion_model/sampler.py``,
+  June 2025) gives a wrong update; ``tests/mathart/test_diffusion.py`` checks that the
+  re-spaced update is exact.
 """
 
 from collections.abc import Callable

@@ -40,7 +40,9 @@ Definitions
   LPIPS's learned weights). Without the file these are not reported.
 
 The seed's figures (FID 12.3, "94.2 % mathematical accuracy", harmony 8.7/10) were never
-produced by any code (specs/mathart_reference.md §1); they are not targets here.
+produced by any code (they appear only in `docs/training_notes.md` of
+GunaSripuram7/mathy-model-project, whose one commit holds no checkpoints, logs or evaluation
+outputs); they are not targets here.
 """
 
 import argparse
@@ -179,8 +181,8 @@ def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
 
     mu1, mu2 = f1.mean(0), f2.mean(0)
     s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    covmean = covmean.real
+    # scipy >= 1.18 dropped sqrtm's `disp` argument; the plain call works on every version.
+    covmean = np.asarray(linalg.sqrtm(s1 @ s2)).real
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
 

@@ -31,7 +31,7 @@ Definitions
   ½ |(2R-G-B, √3(G-B))| (= HSV saturation x value for pure hues; ≈ 0 for greys, whose hue is
   noise). Because c_p (cos h_p, sin h_p) is just ½ (2R-G-B, √3(G-B)), the statistic has smooth
   gradients and needs no angle. Hue is an angle: 359° and 1° are 2° apart here, unlike the
-  seed's variance of raw hue (specs/mathart_reference.md §1).
+  seed's variance of raw hue (`model/loss_functions.py` of GunaSripuram7/mathy-model-project).
 - ``harmony_concentration`` R = |m| in [0, 1]: 1 = all coloured pixels share one hue,
   0 = hues spread evenly round the circle (or no colour at all).
 - ``colour_loss``: mode "match" (default): |m_pred - m_true|², agreement of the prediction's

@@ -3,8 +3,8 @@
 Only transformations that keep scan-line semantics: a horizontal flip (a line read
 right-to-left looks like the retrace), additive Gaussian noise, and line dropout (a whole line
 set to 0, its mean after the z-score, like a lost line). Never rotations or vertical flips:
-they would move slow-axis artefacts (drift, creep, tip changes) onto the fast axis
-(specs/scanline_reference.md). Pure function of the step rng, so resumes repeat it exactly.
+they would move slow-axis artefacts (drift, creep, tip changes) onto the fast axis. Pure
+function of the step rng, so resumes repeat it exactly.
 """
 
 import jax

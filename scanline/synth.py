@@ -4,7 +4,7 @@
     python -m scanline.synth --out data/scanline_test.npz --n 4000 --seed 1 --copies 1
 
 Used as the default dataset of `scanline.task` (generated into a cache when no file is given)
-and by the tests (tiny N). Follows the recipe of `specs/scanline_reference.md` §3:
+and by the tests (tiny N). Textbook surface physics plus common STM tip and instrument effects:
 
 * Surface: dimer rows along u with row period 2·a_s = 7.68 Å across them (v) and dimers every
   a_s = 3.84 Å along them; two H-terminated Si atoms per dimer at ±d/2 along v. Dangling bonds and
@@ -80,7 +80,7 @@ def _log_uniform(rng: np.random.Generator, lo, hi, n: int) -> np.ndarray:
 
 
 def _good_tip(rng: np.random.Generator, kind: np.ndarray) -> dict[str, np.ndarray]:
-    """Gaussian apex of a resolving tip; kind 0 atoms, 1 dimers, 2 rows (spec §3 table)."""
+    """Gaussian apex of a resolving tip; kind 0 atoms, 1 dimers, 2 rows (widths in Å)."""
     n = len(kind)
     iso_atoms = rng.uniform(0.3, 0.7, n)
     iso_dimers = rng.uniform(0.8, 1.3, n)
@@ -186,7 +186,8 @@ def sample_parameters(
     counts[np.argsort(raw - counts)[::-1][: n_src - counts.sum()]] += 1
     label = rng.permutation(np.repeat(np.arange(4), counts))
 
-    # Subtype within each class (spec §3: dimers 82 % vs asymmetries 18 %; class-3 mixture).
+    # Subtype within each class: dimers vs asymmetries 82 : 18 (the original 6-class shares,
+    # 36.1 : 7.8 %); class 3 mixes blunt, double, tip-change (1,332 of its 5,754) and unstable.
     u = rng.uniform(0, 1, n_src)
     sub1 = np.where(u < 0.82, 1, np.where(u < 0.82 + 0.18 * 0.6, 2, 3))
     sub3 = 5 + np.searchsorted(np.cumsum([0.45, 0.20, 0.23, 0.12]), rng.uniform(0, 1, n_src))
@@ -317,7 +318,7 @@ def sample_parameters(
 
 
 def _sample_instrument(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    """Scanner and electronics state per image (spec §3 'Instrument artefacts')."""
+    """Scanner and electronics state per image (typical STM ranges)."""
     return {
         "drift_x": rng.uniform(0.002, 0.03, n) * rng.choice([-1, 1], n),  # Å per line
         "drift_y": rng.uniform(0.002, 0.03, n) * rng.choice([-1, 1], n),

@@ -1,7 +1,8 @@
 """Loss-weight curriculum of stage 1: a pure function of the (fractional) epoch.
 
-The 5.12.5 YAML names three phases but no code implements them (reference spec §5.1); this is
-the self-consistent reading of spec §5.2, as multipliers on the profile weights:
+The 5.12.5 YAML names three phases (its `curriculum.*` epochs) but no code of the original
+implements them; this is a self-consistent reading of those epochs, as multipliers on the
+profile weights:
 
     [0, C)            coverage first: hierarchy-shaping terms off (hierarchy, separation,
                       radial, rank); coverage CE and richness act at full weight

@@ -1,6 +1,6 @@
 """Homeostasis: freezes and unfreezes the two encoders from evaluation metrics (host side).
 
-A re-implementation of the reference's `HomeostasisController` (spec §5.1) without its inert
+A re-implementation of the original's `HomeostasisController` (v5.12.5) without its inert
 controller branch, driving the shared loop's per-group learning-rate scales instead of
 rebuilding an optimizer: a frozen encoder gets ``lr_scale/<group> = 0``. Called from
 `Task.on_eval` after every evaluation; its whole state is a JSON dict saved in each checkpoint.

@@ -1,9 +1,10 @@
 """Data of the ternary VAE: the 19,683 operations (or a user's subset), served whole.
 
-There is no split (reference spec §1): the model is trained on every operation and evaluated
-on every operation. Training batches come from `common.data.ArraySource` (a seeded
-permutation per epoch, resumable); the single eval split "val" is all operations in index
-order through `ArrayEvalSource` (last batch padded and masked).
+There is no split, as in the original: the model is trained on every operation and evaluated
+on every operation (the task is to embed all 19,683, not to generalise to unseen ones).
+Training batches come from `common.data.ArraySource` (a seeded permutation per epoch,
+resumable); the single eval split "val" is all operations in index order through
+`ArrayEvalSource` (last batch padded and masked).
 
 Rows carry ``trits`` float32 [9], ``index`` int32 (the operation's base-3 index) and
 ``valuation`` int32 (v3(index), v3(0) = 9).

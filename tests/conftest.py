@@ -1,6 +1,7 @@
 """Test session setup: CPU JAX with 8 virtual devices, TF without GPUs, fast compiles.
 
-Must run before anything initialises a JAX backend (jax_pitfalls §4), hence module level.
+Must run before anything initialises a JAX backend (setting jax_num_cpu_devices after that
+raises), hence module level.
 """
 
 import os

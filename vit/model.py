@@ -96,7 +96,7 @@ class EncoderBlock(nn.Module):
             dropout_rate=self.attention_dropout_rate,
             deterministic=not self.train,
             kernel_init=_dense_init,
-            # bf16 softmax loses the small attention weights; keep it in f32 (jax_pitfalls §9).
+            # bf16 softmax loses the small attention weights; keep it in f32.
             force_fp32_for_softmax=jnp.dtype(self.dtype) != jnp.float32,
             name="attn",
         )(y, y)
@@ -215,9 +215,8 @@ def forward_macs_per_example(
     """Multiply-accumulates of one forward pass (matmuls only; norms/softmax/GELU ignored).
 
     Per block with N tokens and width D: 4*N*D^2 (q, k, v, out projections) + 2*N*D*M (MLP) +
-    2*N^2*D (scores and the weighted sum), the formula of the reference spec §1d; plus the
-    patch embedding (N_patch * p*p*C * D) and the head (D * classes). ViT-Ti/4 at 32 px:
-    ~0.36 GMAC.
+    2*N^2*D (scores and the weighted sum); plus the patch embedding (N_patch * p*p*C * D) and
+    the head (D * classes). ViT-Ti/4 at 32 px: ~0.36 GMAC.
     """
     n_patch = (image_size // patch_size) ** 2
     n = n_patch + (1 if pool == "cls" else 0)

@@ -18,7 +18,8 @@ Layout (a level ``i`` works at ``patch_size * 2**i`` times below the input resol
 Attention blocks (at ``cross_attention_scales``) normalise, then optionally self-attend over
 pixels, then cross-attend with queries from every pixel and keys/values from every formula token
 (padding masked out), then an MLP: real per-token attention, not the single-token "attention"
-that collapses to a bias (specs/mathart_reference.md §2).
+of the small reference model (jasher4994/Diffusion), where a softmax over one key is always 1
+and the block collapses to a bias.
 
 GroupNorm uses ``norm_groups`` (32, the seed's value) groups where the channel count allows it;
 for channel counts that 32 does not divide (e.g. 48) it uses the largest divisor below 32

@@ -72,7 +72,7 @@ def test_cosine_restarts_hit_each_restart_exactly(mult):
 
 
 def test_cosine_restarts_real_t_mult_matches_ternary_spec():
-    # ternary_vae spec §5.2: warmup 5 epochs, T_0 = 25 epochs, T_mult = 1.5 -> cycles start at
+    # ternary_vae's YAML: warmup 5 epochs, T_0 = 25 epochs, T_mult = 1.5 -> cycles start at
     # epochs 5, 30, 67.5, 123.75; epoch 120 is 93 % into the third cycle, lr ~ 1.0e-5.
     spe = 100  # steps per epoch
     s = optim.cosine_restarts(8e-4, 25 * spe, 1.5, end=1e-6, warmup_steps=5 * spe)

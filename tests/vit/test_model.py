@@ -30,7 +30,7 @@ def timm_param_count(d: int, layers: int, mlp: int, patch: int = 4, classes: int
 @pytest.mark.parametrize(
     "d,layers,heads,mlp,expected",
     [
-        (192, 12, 3, 768, 5_362_762),  # spec §3a: timm 1.0.31, ViT-Ti/4 at 32 px
+        (192, 12, 3, 768, 5_362_762),  # timm 1.0.31's ViT-Ti/4 at 32 px, counted there
         (384, 6, 6, 1536, None),
         (192, 9, 12, 384, None),
         (384, 7, 12, 384, None),
@@ -142,4 +142,4 @@ def test_analytic_macs():
     n, d, m = 65, 192, 768
     blocks = 12 * (4 * n * d * d + 2 * n * d * m + 2 * n * n * d)
     assert macs == blocks + 64 * 48 * 192 + 192 * 10
-    assert abs(macs / 1e9 - 0.365) < 0.001  # spec §1d table: 0.365 GMAC for D192 L12
+    assert abs(macs / 1e9 - 0.365) < 0.001  # 0.365 GMAC for D192 L12 at 65 tokens

@@ -45,7 +45,7 @@ def test_config_profiles_and_flops():
     assert c.checkpoint_every_epochs == 5 and c.log_every_steps == 50 and c.max_epochs == 100
     seed = load_config_file("configs/vit.py:custom_seed")
     assert (seed.learning_rate, seed.max_epochs, seed.max_training_hours) == (5e-4, 200, 48)
-    # Training FLOPs = 3 x forward = 6 x MACs; ViT-Ti/4: 0.365 GMAC -> 2.19 GFLOP (spec §1d).
+    # Training FLOPs = 3 x forward = 6 x MACs; ViT-Ti/4: 0.365 GMAC -> 2.19 GFLOP.
     assert abs(VitTask(c).flops_per_example() / 1e9 - 2.19) < 0.01
 
 
