@@ -61,7 +61,8 @@ def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> bool:
 
 
 def hide_gpus_from_tensorflow() -> None:
-    """tf.data must never allocate GPU memory next to JAX (flax#445)."""
+    """tf.data must never allocate GPU memory next to JAX (flax#445): called by the one reader
+    that starts tf.data (vit's TFRecord path), before it does; a no-op without TensorFlow."""
     try:
         import tensorflow as tf
 

@@ -148,7 +148,7 @@ def build_steps(
         ctx = StepContext(step=state.step, extras=state.extras, controls=state.controls)
         (loss, (mets, new_extras)), grads = loss_and_grads(state.params, batch, rng, ctx)
         grads, loss, mets, new_extras = reduce((grads, loss, dict(mets), new_extras))
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)  # optax.global_norm is deprecated
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         updates = optim.scale_updates_by_group(updates, groups, state.controls)

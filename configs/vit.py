@@ -6,12 +6,12 @@
     python -m vit.main --config=configs/vit.py:custom_seed --workdir=runs/vit_custom
     python -m vit.main --config=configs/vit.py:strong --workdir=runs/vit_strong    # ours, >=94 %
     python -m vit.main --config=configs/vit.py:smoke --workdir=/tmp/vit_smoke      # seconds, CPU
-    python -m vit.main --config=configs/vit.py:small --config.data_dir=/tmp/cifar10_tfds \\
+    python -m vit.main --config=configs/vit.py:small --config.data_dir=/tmp/cifar10 \\
         --config.max_training_hours=0.5 --config.learning_rate=5e-4
     python -m common.bench --config=configs/vit.py:small
 
-Offline data: python -m vit.prepare_cifar10 --source cifar-10-binary.tar.gz --data_dir DIR,
-then add --config.data_dir=DIR.
+Offline data, no TensorFlow needed: python -m vit.prepare_cifar10 --source
+cifar-10-binary.tar.gz --data_dir DIR, then add --config.data_dir=DIR.
 
 Profiles (model D/L/H/MLP, patch 4, batch, epochs):
     default      192/12/3/768 (ViT-Ti/4, 5,362,762 params), batch 128, 100 epochs: the seed's
@@ -92,11 +92,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.task = "vit.task:VitTask"
     c.profile = profile
 
-    # Data: CIFAR-10 through TFDS, in memory; validation policy (vit/input_pipeline.py).
+    # Data: CIFAR-10 in memory (prepared arrays or TFDS); validation policy (vit/input_pipeline.py).
     c.val_split = "holdout"  # holdout: last val_examples training images | test: the seed's way
     c.val_examples = 5000
     c.limit_examples = ml_collections.config_dict.placeholder(int)  # first N per split (quick)
-    c.download = True  # let TFDS download when data_dir lacks CIFAR-10 (needs network)
+    c.download = True  # let TFDS download when data_dir lacks CIFAR-10 (network, [tf] extra)
     c.final_eval_splits = ("test",)
 
     # Model: ViT-Ti/4 (vit/model.py); sizes keep the seed's flag names.

@@ -251,6 +251,7 @@ def test_augmentation_keeps_geometry_for_formulas():
 
 def test_tfds_builder_tiny_config_offline(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("tensorflow", reason="TFDS encodes images with TensorFlow ([tf] extra)")
     import mathart.dataset.tfds_builder  # noqa: F401  (registers "math_art")
 
     builder = tfds.builder("math_art/tiny", data_dir=str(tmp_path))
