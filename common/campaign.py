@@ -113,12 +113,7 @@ def load_profile(family: str, profile: str, overrides: dict | None = None):
     from common.cli import load_config_file
 
     config = load_config_file(os.path.join(REPO, "configs", f"{family}.py:{profile}"))
-    for dotted, value in (overrides or {}).items():
-        node = config
-        *parents, leaf = dotted.split(".")
-        for name in parents:
-            node = node[name]
-        node[leaf] = value
+    config.update_from_flattened_dict(overrides or {})
     return config
 
 
