@@ -246,7 +246,8 @@ def stage_vit(plan: Plan, rec: Recorder, *, work: str, box: float, cifar: str, *
         config.optim.warmup_epochs = float(config.optim.warmup_epochs) * ratio
         config.checkpoint_every_epochs = None
     remaining = box - (time.monotonic() - t_start)
-    config.max_training_hours = max(remaining - 10.0, 5.0) / 3600.0  # the box's safety net
+    # The box's safety net, with room for the stop's checkpoint save.
+    config.max_training_hours = max(remaining - 30.0, 5.0) / 3600.0
     rec.update(
         profile=f"vit:{plan.vit}",
         epochs_planned=epochs,

@@ -11,6 +11,7 @@ stopping, or a task hook. A non-finite loss raises `NonFiniteLossError` naming t
 checkpoint is written after it, so the last good one stays the latest.
 """
 
+import collections
 import contextlib
 import json
 import logging
@@ -45,6 +46,9 @@ class TrainResult:
     best_value: float | None
     final_metrics: dict[str, float] = field(default_factory=dict)
     workdir: str = ""
+
+
+MAX_STEPS_AHEAD = 2  # train steps the host may dispatch before the device has finished them
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -422,6 +426,7 @@ def train_and_evaluate(
     profile_window = (start_step + 5, start_step + 5 + config.profile_steps)
     place = lambda b: parallel.place_batch(b, mesh, stacked=steps.stacked)
     stream = Prefetcher(batch_stream(start_step), place, config.prefetch)
+    in_flight: collections.deque = collections.deque()
     with _StopSignals() as signals, metrics_lib.CompileCounter() as compiles:
         try:
             for batch in stream:
@@ -430,6 +435,12 @@ def train_and_evaluate(
                 t0 = time.perf_counter()
                 compiled_before = compiles.count
                 state, acc = train_step(state, batch, acc)
+                # Dispatch is asynchronous: unbounded, the host runs ahead of a slow device
+                # and its clock (time limit, steps/s, a preemption save) acts on steps not yet
+                # computed. Waiting for the step before last keeps the device fed all the same.
+                in_flight.append(state.step + 0)  # a copy: the state itself is donated
+                if len(in_flight) > MAX_STEPS_AHEAD:
+                    in_flight.popleft().block_until_ready()
                 step_now += 1
                 steps_this_run += 1
                 if steps_this_run > 1 and compiles.count > compiled_before:

@@ -109,6 +109,23 @@ def test_time_limit_saves_and_exits_then_resumes(tmp_path):
     assert second.status == "completed" and second.step == 32
 
 
+def test_time_limit_counts_steps_the_device_has_done_not_steps_dispatched(tmp_path):
+    # Dispatch is asynchronous: a host that runs ahead of a slow device would pass the time
+    # limit only after dispatching every step, then wait for all of them.
+    t0 = time.monotonic()
+    # Nothing else syncs before the first epoch ends at step 32 (no log, eval or hook before).
+    result = run(
+        tmp_path,
+        num_devices=1,
+        max_training_hours=4.0 / 3600,
+        log_every_steps=1000,
+        eval_every_steps=1000,
+        **{"tiny.device_matmuls_per_step": 20, "tiny.num_train": 1024},
+    )
+    elapsed = time.monotonic() - t0
+    assert result.status == "time_limit" and result.step < 16, (result.step, elapsed)
+
+
 def test_non_finite_loss_names_the_step_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(NonFiniteLossError, match="non-finite at step 5 ") as e:
         run(tmp_path, eval_every_steps=4, **{"tiny.nan_at_step": 5})

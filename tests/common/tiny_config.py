@@ -35,5 +35,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.tiny.classes = 3
     c.tiny.dropout = 0.0
     c.tiny.nan_at_step = -1
+    c.tiny.device_matmuls_per_step = 0  # > 0: 512x512 matmuls each step does on device
     c.tiny.freeze_encoder_after_epoch = -1
     return c
