@@ -166,6 +166,16 @@ def steps_from(
     return None
 
 
+def due(step: int, every: int | None, total: int, *, at_end: bool = True) -> bool:
+    """Whether a periodic action runs after `step` (1-based count of steps done): every
+    `every` steps and, with `at_end`, after the last of `total` (big_vision's `itstime`).
+    `every` None or 0 means never (but still at the end, with `at_end`). Every cadence of the
+    loop and the hooks (log, eval, checkpoint, epoch end, samples) asks this one predicate."""
+    if every and every > 0 and step % every == 0:
+        return True
+    return at_end and step == total
+
+
 def validate_override_keys(config: ml_collections.ConfigDict, keys: Sequence[str]) -> None:
     """Raises a ConfigError naming each unknown dotted key and the valid keys at that level."""
     for dotted in keys:

@@ -31,7 +31,8 @@ from common import checkpoint as ckpt_lib
 from common import environment, parallel
 from common import metrics as metrics_lib
 from common import writers as writers_lib
-from common.config import ConfigError, steps_from
+from common.best import BestRecord
+from common.config import ConfigError, due, steps_from
 from common.data import Prefetcher
 from common.precision import compute_dtype, dtype_name
 from common.steps import TrainState, build_steps
@@ -94,26 +95,6 @@ def _all_agree(flag: bool) -> bool:
     from jax.experimental import multihost_utils
 
     return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
-
-
-def _resolve_best(task: Task, config: ml_collections.ConfigDict) -> tuple[str, str]:
-    metric = config.best_metric or task.best_metric[0]
-    mode = config.best_mode or task.best_metric[1]
-    if mode not in ("max", "min"):
-        raise ConfigError(f"best_mode must be 'max' or 'min', got '{mode}'")
-    return metric, mode
-
-
-def _improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
-    """Strict improvement by more than `min_delta` (early stopping)."""
-    if best is None:
-        return True
-    return value > best + min_delta if mode == "max" else value < best - min_delta
-
-
-def _at_least_as_good(value: float, best: float | None, mode: str) -> bool:
-    """Best-checkpoint rule: ties go to the later step, as orbax's BestN keeps them."""
-    return best is None or (value >= best if mode == "max" else value <= best)
 
 
 # ---- the loop --------------------------------------------------------------------------------
@@ -212,13 +193,11 @@ def train_and_evaluate(
         task, config, mesh, example, steps_per_epoch=steps_per_epoch, total_steps=total_steps
     )
     schedule, abstract_state, repl = steps.schedule, steps.abstract_state, steps.replicated
-    best_metric, best_mode = _resolve_best(task, config)
-    es = config.early_stopping
-    es_metric, es_mode = es.metric or best_metric, es.mode or best_mode
+    record = BestRecord.from_config(config, task.best_metric)
 
     # Restore or initialise: latest in workdir, else resume_from, else fresh (+ init_from).
     ckpt = ckpt_lib.Checkpointer(
-        workdir, best_metric=best_metric, best_mode=best_mode, keep_every_steps=keep_every
+        workdir, best_metric=record.metric, best_mode=record.mode, keep_every_steps=keep_every
     )
     meta: dict = {}
     if ckpt.latest_step() is not None:
@@ -243,8 +222,7 @@ def train_and_evaluate(
             state = steps.with_params(state, params)
             logging.info("initialised params from init_from=%s (step %d)", config.init_from, step)
     task.load_state_dict(meta.get("task_state", {}))
-    best = dict(meta.get("best", {"metric": best_metric, "value": None, "step": None}))
-    early = dict(meta.get("early_stopping", {"best": None, "bad_evals": 0}))
+    record.restore(meta)
     start_step = int(jax.device_get(state.step))
     if start_step > total_steps:
         logging.warning("checkpoint step %d is past the configured end %d", start_step, total_steps)
@@ -326,8 +304,7 @@ def train_and_evaluate(
         return {
             "step": step_now,
             "epoch": epoch_of(step_now),
-            "best": best,
-            "early_stopping": early,
+            **record.to_meta(),
             "task_state": task.state_dict(),
             "config": config.to_dict(),
             "versions": environment.versions(),
@@ -368,22 +345,18 @@ def train_and_evaluate(
         flat = {f"{sp}/{k}": v for sp, r in results.items() for k, v in r.items()}
         line = " | ".join(f"{k}={v:.4g}" for k, v in sorted(flat.items()))
         logging.info("eval at step %d (epoch %.2f): %s", step_now, epoch_of(step_now), line)
-        value = flat.get(best_metric)
-        if value is None:
-            logging.warning("best metric '%s' is not among %s", best_metric, sorted(flat))
-        elif _at_least_as_good(value, best["value"], best_mode):
-            best.update(value=float(value), step=step_now)
-        if es.patience > 0 and es_metric in flat:
-            if _improved(flat[es_metric], early["best"], es_mode, es.min_delta):
-                early.update(best=float(flat[es_metric]), bad_evals=0)
-            else:
-                early["bad_evals"] += 1
+        record.observe(step_now, flat)
         s, stop = apply_hook(s, task.on_eval(hook_context(s, results)))
-        save(s, acc, None if value is None else {best_metric: float(value)})
+        value = flat.get(record.metric)
+        save(s, acc, None if value is None else {record.metric: float(value)})
         if stop:
             return s, "stopped_by_task"
-        if es.patience > 0 and early["bad_evals"] >= es.patience:
-            logging.info("early stopping: no %s improvement in %d evals", es_metric, es.patience)
+        if record.patience_ran_out:
+            logging.info(
+                "early stopping: no %s improvement in %d evals",
+                record.stop_metric,
+                record.patience,
+            )
             return s, "early_stopped"
         return s, None
 
@@ -462,15 +435,15 @@ def train_and_evaluate(
                     jax.profiler.stop_trace()
                 last = step_now >= total_steps
 
-                if step_now % config.log_every_steps == 0 or last:
+                if due(step_now, config.log_every_steps, total_steps):
                     log_train(acc, stream.wait_seconds)
                     acc = new_acc()
-                if step_now % eval_every == 0 or last:
+                if due(step_now, eval_every, total_steps):
                     state, stopped = eval_and_checkpoint(state, acc)
                     status = stopped or status
-                elif keep_every and step_now % keep_every == 0:
+                elif due(step_now, keep_every, total_steps, at_end=False):
                     save(state, acc)
-                if step_now % steps_per_epoch == 0:
+                if due(step_now, steps_per_epoch, total_steps, at_end=False):
                     state, stop = apply_hook(state, task.on_epoch_end(hook_context(state)))
                     if stop and status == "completed":
                         status = "stopped_by_task"
@@ -515,8 +488,8 @@ def train_and_evaluate(
     return TrainResult(
         status=status,
         step=step_now,
-        best_step=best.get("step"),
-        best_value=best.get("value"),
+        best_step=record.step,
+        best_value=record.value,
         final_metrics=final_metrics,
         workdir=workdir,
     )

@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 from clu import metrics as clu_metrics
 
+from common.config import due, steps_from
 from common.data import ArrayEvalSource, ArraySource
 from common.precision import compute_dtype
 from common.task import Datasets, EvalSummary, HookContext, HookResult, StepContext, Task
@@ -423,9 +424,13 @@ class MathArtTask(Task):
         return self._grid
 
     def on_epoch_end(self, ctx: HookContext) -> HookResult | None:
-        every = self.config.sample.every_epochs
-        due = every > 0 and (ctx.epoch % every == 0 or ctx.step >= ctx.total_steps)
-        if not due or not ctx.is_main_process:
+        every = steps_from(
+            epochs=self.config.sample.every_epochs,
+            steps=None,
+            steps_per_epoch=ctx.steps_per_epoch,
+            what="sample.every_epochs",
+        )
+        if not due(ctx.step, every, ctx.total_steps, at_end=every > 0) or not ctx.is_main_process:
             return None
         grid = self._grid_inputs()
         split = grid["split"]
