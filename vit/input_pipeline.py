@@ -127,8 +127,17 @@ def write_arrays(data: Arrays, data_dir: str, *, source: str = "") -> str:
 
 def read_arrays(folder: str) -> Arrays:
     """Reads what `write_arrays` wrote; numpy only, never unpickling (allow_pickle=False)."""
-    with open(os.path.join(folder, ARRAYS_INFO)) as f:
-        info = json.load(f)
+    try:
+        with open(os.path.join(folder, ARRAYS_INFO)) as f:
+            info = json.load(f)
+    except (OSError, ValueError) as e:
+        info = {"error": f"{type(e).__name__}: {e}"}
+    if not isinstance(info, dict) or not isinstance(info.get("splits"), dict):
+        raise DatasetUnavailableError(
+            f"{folder}/{ARRAYS_INFO} is unreadable or not what vit.prepare_cifar10 writes "
+            f"({info.get('error', 'no splits') if isinstance(info, dict) else info!r}); "
+            "rebuild the folder with python -m vit.prepare_cifar10"
+        )
     if tuple(info.get("classes", ())) != CLASS_NAMES:
         raise DatasetUnavailableError(
             f"{folder} lists classes {info.get('classes')}, not CIFAR-10's; rebuild it with "

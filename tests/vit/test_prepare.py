@@ -38,6 +38,9 @@ def test_binary_archive_round_trips_through_the_arrays_format(binary_data_dir, t
     np.save(labels, np.load(labels)[:-1])
     with pytest.raises(input_pipeline.DatasetUnavailableError, match="damaged"):
         input_pipeline.load_cifar10(str(damaged), download=False)
+    (damaged / input_pipeline.ARRAYS_DIR / "dataset_info.json").write_text("{not json")
+    with pytest.raises(input_pipeline.DatasetUnavailableError, match="unreadable"):
+        input_pipeline.load_cifar10(str(damaged), download=False)
 
 
 @pytest.mark.parametrize("file_format", ["tfrecord", "array_record"])
