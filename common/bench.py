@@ -19,7 +19,6 @@ comes from here.
 """
 
 import functools
-import importlib
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ from common import environment, parallel
 from common import metrics as metrics_lib
 from common.precision import compute_dtype, dtype_name
 from common.steps import build_steps
-from common.task import Task
+from common.task import Task, task_class
 
 # Dense bf16 peak TFLOP/s per device, the datasheet figures maxtext's MFU uses (H100/H200 SXM).
 PEAK_BF16_TFLOPS = {
@@ -54,18 +53,6 @@ PEAK_BF16_TFLOPS = {
     "tpu v6 lite": 918.0,
     "tpu v6e": 918.0,
 }
-
-
-def load_task_class(config: ml_collections.ConfigDict) -> type[Task]:
-    """Imports ``config.task`` ("module:Class"); only Task subclasses are accepted."""
-    spec = str(config.get("task", ""))
-    module_name, _, class_name = spec.partition(":")
-    if not module_name or not class_name:
-        raise ValueError(f"config.task must look like 'vit.task:VitTask', got '{spec}'")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise ValueError(f"config.task '{spec}' is not a common.task.Task subclass")
-    return cls
 
 
 def device_peak_flops(dtype) -> tuple[float, str]:
@@ -136,7 +123,7 @@ def _build(config: ml_collections.ConfigDict):
     """Task, mesh, the task's datasets (built at most once), one full batch placed on the
     devices, and the loop's steps for `config`: what both the timed and the compile-only
     benchmark start from."""
-    task = load_task_class(config)(config)
+    task = task_class(config)(config)
     mesh = parallel.make_mesh(config.get("num_devices"))
     parallel.per_device_batch(int(config.batch_size), mesh)
     datasets = functools.cache(task.datasets)

@@ -33,6 +33,28 @@ _POL = ocp.checkpoint_managers
 CHECKPOINT_DIR = "checkpoints"
 
 
+class NonFiniteLossError(FloatingPointError):
+    """The loss or gradient became NaN/inf; the message names the first bad step."""
+
+
+def run_meta(
+    *, step: int, epoch: float, best: dict, task_state: dict, config: ml_collections.ConfigDict
+) -> dict:
+    """The JSON every loop checkpoint carries beside its arrays: where the run was (step,
+    epoch), its best-so-far and early-stopping record, the task's host state, the config and
+    the library versions that wrote it."""
+    from common import environment
+
+    return {
+        "step": int(step),
+        "epoch": float(epoch),
+        **best,
+        "task_state": task_state,
+        "config": config.to_dict(),
+        "versions": environment.versions(),
+    }
+
+
 def _handlers():
     return {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
 
@@ -87,10 +109,27 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())
 
+    def require_finite(self, train_metrics: dict, steps_per_epoch: int) -> None:
+        """Raises `NonFiniteLossError` if a step since the last check had a NaN/inf loss or
+        gradient, naming that step and the last good checkpoint (which stays the latest)."""
+        from common.metrics import first_nonfinite_step
+
+        bad = first_nonfinite_step(train_metrics)
+        if bad is None:
+            return
+        self.wait()
+        raise NonFiniteLossError(
+            f"loss or gradient became non-finite at step {bad} (epoch "
+            f"{bad / steps_per_epoch:.2f}); the last good checkpoint is step "
+            f"{self.latest_step()} in {self.directory}. Lower learning_rate, set "
+            "optim.grad_clip, or check the input data for NaN/inf."
+        )
+
     def save(
         self, step: int, state: Any, meta: dict, metrics: dict[str, float] | None = None
     ) -> bool:
-        """Saves unless this step is already on disk; every process must call it."""
+        """Saves unless this step is already on disk; every process must call it. The loop
+        calls `require_finite` first, so no checkpoint is written after a bad step."""
         if step in self.manager.all_steps():
             return False
         if metrics is not None and self.best_metric and self.best_metric not in metrics:
@@ -186,6 +225,10 @@ def pick_step(ref: CheckpointRef, which: str = "latest") -> int:
         steps = sorted(manager.all_steps())
         if not steps:
             raise FileNotFoundError(f"'{ref.directory}' holds no finished checkpoint")
+        if which.isdigit():
+            if int(which) not in steps:
+                raise FileNotFoundError(f"step {which} not in '{ref.directory}' (have {steps})")
+            return int(which)
         if which == "latest":
             return steps[-1]
         if which == "best":
@@ -203,7 +246,7 @@ def pick_step(ref: CheckpointRef, which: str = "latest") -> int:
                     steps[-1],
                 )
             return best if best is not None else steps[-1]
-        raise ValueError(f"which must be 'latest' or 'best', got '{which}'")
+        raise ValueError(f"which must be 'latest', 'best' or a step number, got '{which}'")
     finally:
         manager.close()
 
@@ -290,6 +333,27 @@ class LoadedRun:
         return self.ema_params if self.ema_params else self.params
 
 
+def read_run_config(path: str) -> ml_collections.ConfigDict:
+    """The config a run was started with (its ``config.json``; else the latest checkpoint's
+    meta), without restoring any array: what tools need to find the run's Task."""
+    ref = resolve(path)
+    json_path = os.path.join(os.path.dirname(ref.directory), "config.json")
+    if os.path.isfile(json_path):
+        with open(json_path) as f:
+            return ml_collections.ConfigDict(json.load(f))
+    manager = _reader(ref.directory)
+    try:
+        step = ref.step if ref.step is not None else manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"'{ref.directory}' holds no finished checkpoint")
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    finally:
+        manager.close()
+    if not (meta or {}).get("config"):
+        raise FileNotFoundError(f"no config.json beside '{ref.directory}' and none in its meta")
+    return ml_collections.ConfigDict(meta["config"])
+
+
 def load_run(
     path: str,
     which: str = "best",
@@ -298,7 +362,7 @@ def load_run(
     """Loads a run's config and one checkpoint's params for sampling/evaluation/analysis.
 
     `path`: a run directory, its checkpoints/ folder, or one checkpoints/<step> folder;
-    `which`: "best" (by the run's metric; falls back to latest) or "latest";
+    `which`: "best" (by the run's metric; falls back to latest), "latest" or a step number;
     `defaults`: the family's ``get_config`` (called with the run's profile): keys the saved
     config lacks, because they were added after the run, take today's defaults
     (`common.config.fill_missing`), so older runs keep loading.

@@ -42,6 +42,43 @@ def _precheck_argv(argv: list[str]) -> None:
     validate_override_keys(config, keys)
 
 
+def parse_config_overrides(config: ml_collections.ConfigDict, args: list[str]) -> dict:
+    """``--config.a.b=value`` flags -> {"a.b": value}, typed like the key's current value.
+
+    For tools that load a saved config (no config file to hand to absl's config flags).
+    Values are read as JSON data (numbers, true/false, lists), never evaluated; a key whose
+    value is a string keeps the text as given. Unknown keys are refused with the valid ones."""
+    import json
+
+    out = {}
+    for arg in args:
+        m = _OVERRIDE.match(arg)
+        if not m or not m.group(2):
+            raise ConfigError(f"expected --config.<key>=<value>, got '{arg}'")
+        out[m.group(1)] = m.group(2)[1:]
+    validate_override_keys(config, list(out))
+    typed = {}
+    for dotted, text in out.items():
+        current = config
+        for part in dotted.split("."):
+            current = current[part]
+        if isinstance(current, str):
+            typed[dotted] = text
+            continue
+        try:
+            value = json.loads(text.lower() if text.lower() in ("true", "false") else text)
+        except json.JSONDecodeError:
+            value = text
+        if isinstance(current, bool) and not isinstance(value, bool):
+            raise ConfigError(f"--config.{dotted} takes true or false, got '{text}'")
+        if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(current, tuple | list) and isinstance(value, list):
+            value = tuple(value)
+        typed[dotted] = value
+    return typed
+
+
 def quiet_library_logs() -> None:
     """Orbax logs every save at INFO through absl; keep its warnings, drop the chatter."""
     import logging
@@ -86,9 +123,19 @@ def run(
 
     def _main(_):
         from common import parallel  # imports jax: only after flags are parsed
+        from common.task import task_class
 
         quiet_library_logs()
         config = flags_def.config
+        named = task_class(config) if config.get("task") else task_cls
+        if named is not task_cls:
+            # bench and evaluate build the Task config.task names: training must agree.
+            print(
+                f"error: config.task is '{config.task}' but this command trains "
+                f"{task_cls.__module__}:{task_cls.__name__}; use that family's config file",
+                file=sys.stderr,
+            )
+            sys.exit(2)
         # jax.distributed.initialize() must run before anything touches a device.
         parallel.maybe_initialize_distributed(config)
         workdir = flags_def.workdir or workdir_fn(config)

@@ -145,7 +145,13 @@ def build_steps(
     def update(state: TrainState, batch, acc, reduce, shard_index):
         """One optimizer step; `reduce` averages over replicas (identity under jit)."""
         rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), shard_index)
-        ctx = StepContext(step=state.step, extras=state.extras, controls=state.controls)
+        ctx = StepContext(
+            step=state.step,
+            extras=state.extras,
+            controls=state.controls,
+            epoch=state.step.astype(jnp.float32) / steps_per_epoch,
+            total_epochs=jnp.float32(total_steps / steps_per_epoch),
+        )
         (loss, (mets, new_extras)), grads = loss_and_grads(state.params, batch, rng, ctx)
         grads, loss, mets, new_extras = reduce((grads, loss, dict(mets), new_extras))
         grad_norm = optax.tree.norm(grads)  # optax.global_norm is deprecated
@@ -192,11 +198,36 @@ def build_steps(
         raise ConfigError(f"config.parallel must be 'jit' or 'pmap', got '{config.parallel}'")
 
     # The metric keys the loss reports decide the accumulator's structure.
-    ctx0 = StepContext(step=shapes.step, extras=shapes.extras, controls=shapes.controls)
+    ctx0 = StepContext(
+        step=shapes.step,
+        extras=shapes.extras,
+        controls=shapes.controls,
+        epoch=jax.ShapeDtypeStruct((), jnp.float32),
+        total_epochs=jax.ShapeDtypeStruct((), jnp.float32),
+    )
     loss_shapes = jax.eval_shape(
         lambda p, ctx: task.loss_fn(p, dict(example), init_rng, ctx), shapes.params, ctx0
     )
     metric_keys = {*loss_shapes[1][0].keys(), "loss", "grad_norm"}
+
+    return Steps(
+        init_state=lambda: jax.jit(fresh_state, out_shardings=shardings)(init_rng),
+        with_params=with_params,
+        abstract_state=abstract_state,
+        train_step=train_step,
+        eval_step=build_eval_step(task, mesh),
+        eval_params=lambda s: s.ema_params if ema_decay > 0 else s.params,
+        new_metrics=lambda: jax.device_put(metrics_lib.empty_train_metrics(metric_keys), repl),
+        schedule=schedule,
+        replicated=repl,
+        stacked=config.parallel == "pmap",
+    )
+
+
+def build_eval_step(task: Task, mesh: Mesh) -> Callable:
+    """The jitted eval step, `(params, extras, controls, step, batch) -> clu Collection`: the
+    loop's and `common.evaluate`'s, so offline figures are computed by the same function."""
+    repl = parallel.replicated(mesh)
 
     # Outputs replicated: per-example outputs (e.g. for AUROC) become readable on every host.
     @partial(jax.jit, out_shardings=repl)
@@ -204,15 +235,4 @@ def build_steps(
         ctx = StepContext(step=step, extras=extras, controls=controls)
         return task.eval_step(params, batch, ctx)
 
-    return Steps(
-        init_state=lambda: jax.jit(fresh_state, out_shardings=shardings)(init_rng),
-        with_params=with_params,
-        abstract_state=abstract_state,
-        train_step=train_step,
-        eval_step=eval_step,
-        eval_params=lambda s: s.ema_params if ema_decay > 0 else s.params,
-        new_metrics=lambda: jax.device_put(metrics_lib.empty_train_metrics(metric_keys), repl),
-        schedule=schedule,
-        replicated=repl,
-        stacked=config.parallel == "pmap",
-    )
+    return eval_step

@@ -29,6 +29,7 @@ Everything is keyed by strings so metrics land in TensorBoard and ``metrics.json
 ``train/<name>``, ``<split>/<name>`` and ``final/<split>/<name>``.
 """
 
+import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -97,6 +98,11 @@ class StepContext:
     step: jax.Array  # int32 scalar: global step before this update
     extras: Any  # non-trainable variable collections, e.g. {"batch_stats": ...}
     controls: Any  # dict[str, float32 scalar]: host-adjustable knobs (loss weights, lr scales)
+    # Train steps only (None in eval steps): the loop's fractional epoch, step / steps_per_epoch
+    # (float32 scalar), and the run's length in epochs, total_steps / steps_per_epoch, so a
+    # loss scheduled in epochs reads the loop's own clock instead of recomputing it.
+    epoch: Any = None
+    total_epochs: Any = None
 
 
 @dataclass
@@ -223,3 +229,16 @@ class Task:
     def flops_per_example(self) -> float | None:
         """Analytic training FLOPs per example (forward + backward), for MFU; None = unknown."""
         return None
+
+
+def task_class(config: ml_collections.ConfigDict) -> type[Task]:
+    """Imports ``config.task`` ("module:Class"): the one place a config names its Task, read by
+    training (`common.cli.run` checks it), `common.bench` and `common.evaluate`."""
+    spec = str(config.get("task", ""))
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"config.task must look like 'vit.task:VitTask', got '{spec}'")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ValueError(f"config.task '{spec}' is not a common.task.Task subclass")
+    return cls

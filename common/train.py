@@ -1,9 +1,11 @@
 """THE training loop: `train_and_evaluate(task, config, workdir)`, shared by every family.
 
-Reads top to bottom: set up the run directory and devices; build data; build model and
-optimizer (shapes first, then real arrays, already placed); restore or initialise; compile the
-step; train with periodic eval, checkpoints and logs; final eval of held-out splits with the
-best checkpoint. Everything family-specific is a call into the `Task` (common/task.py).
+Reads top to bottom: set up the run directory and devices; build data and derive every size
+and cadence in steps (`Plan`); build model and optimizer (shapes first, then real arrays,
+already placed); restore or initialise; train, and when it is time (`due`) log, evaluate,
+checkpoint and call the task's hooks; final eval of held-out splits with the best checkpoint.
+Everything family-specific is a call into the `Task` (common/task.py); evaluation is
+`common.evaluate.evaluate`, the function offline evaluation calls too.
 
 Stopping: the configured duration, `max_training_hours` (save, exit "time_limit"),
 SIGTERM/SIGINT (save, exit "preempted"), `stop_after_steps` (save, exit "stopped"), early
@@ -19,6 +21,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,17 +29,20 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.sharding import Mesh
 
 from common import checkpoint as ckpt_lib
 from common import environment, parallel
+from common import evaluate as evaluate_lib
 from common import metrics as metrics_lib
 from common import writers as writers_lib
 from common.best import BestRecord
+from common.checkpoint import NonFiniteLossError  # noqa: F401  (raised by the loop)
 from common.config import ConfigError, due, steps_from
 from common.data import Prefetcher
 from common.precision import compute_dtype, dtype_name
-from common.steps import TrainState, build_steps
-from common.task import HookContext, HookResult, Task
+from common.steps import Steps, TrainState, build_steps
+from common.task import Batch, Datasets, HookContext, HookResult, Task
 
 
 @dataclass
@@ -52,18 +58,118 @@ class TrainResult:
 MAX_STEPS_AHEAD = 2  # train steps the host may dispatch before the device has finished them
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss or gradient became NaN/inf; the message names the first bad step."""
+# ---- sizes and cadences, in steps ------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    """Every size and cadence of a run, derived once from the config and the data."""
+
+    global_batch: int
+    per_device_batch: int
+    eval_batch: int
+    steps_per_epoch: int
+    total_steps: int
+    log_every: int
+    eval_every: int
+    keep_every: int | None  # checkpoints kept besides latest and best; None: none
+    periodic_splits: tuple[str, ...]
+
+    def epoch(self, step: int) -> float:
+        return step / self.steps_per_epoch
 
 
-# ---- small helpers ---------------------------------------------------------------------------
-def _setup_compilation_cache(config: ml_collections.ConfigDict) -> None:
-    path = config.get("compilation_cache_dir") or ""
-    if path:
-        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
+def make_plan(config: ml_collections.ConfigDict, data: Datasets, mesh: Mesh) -> Plan:
+    """Checks batch sizes against the devices and the data; converts every duration to steps."""
+    global_batch = int(config.batch_size)
+    per_device = parallel.per_device_batch(global_batch, mesh)
+    accum = int(config.grad_accum_steps)
+    if accum < 1 or per_device % accum:
+        raise ConfigError(
+            f"grad_accum_steps={accum} must be >= 1 and divide the per-device batch {per_device} "
+            f"(batch_size={global_batch} over {mesh.size} devices)"
+        )
+    eval_batch = int(config.eval_batch_size or global_batch)
+    parallel.per_device_batch(eval_batch, mesh, "eval_batch_size")
+    steps_per_epoch = data.train.num_examples // global_batch
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"batch_size={global_batch} exceeds the {data.train.num_examples} training examples"
+        )
+    periodic = tuple(data.periodic_eval_splits or data.eval)
+    unknown = [s for s in (*periodic, *config.final_eval_splits) if s not in data.eval]
+    if unknown:
+        raise ConfigError(
+            f"eval splits {unknown} not provided by the task; it has {list(data.eval)}"
+        )
+    in_steps = lambda epochs, steps, what, required=True: steps_from(
+        epochs=epochs, steps=steps, steps_per_epoch=steps_per_epoch, what=what, required=required
+    )
+    eval_every = in_steps(config.eval_every_epochs, config.eval_every_steps, "eval_every")
+    return Plan(
+        global_batch=global_batch,
+        per_device_batch=per_device,
+        eval_batch=eval_batch,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=in_steps(config.max_epochs, config.max_steps, "max_epochs/max_steps"),
+        log_every=int(config.log_every_steps),
+        eval_every=max(1, eval_every),
+        keep_every=in_steps(
+            config.checkpoint_every_epochs,
+            config.checkpoint_every_steps,
+            "checkpoint_every",
+            required=False,
+        ),
+        periodic_splits=periodic,
+    )
 
 
+def train_batches(data: Datasets, plan: Plan, first_step: int) -> Iterator[Batch]:
+    """This process's training batches from `first_step` to the end, across epochs."""
+    step = first_step
+    while step < plan.total_steps:
+        for batch in data.train.batches(
+            epoch=step // plan.steps_per_epoch,
+            start_step=step % plan.steps_per_epoch,
+            global_batch_size=plan.global_batch,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        ):
+            yield batch
+            step += 1
+            if step >= plan.total_steps:
+                return
+
+
+# ---- restore or initialise ---------------------------------------------------------------------
+def restore_or_init(
+    task: Task, config: ml_collections.ConfigDict, steps: Steps, ckpt: ckpt_lib.Checkpointer
+) -> tuple[TrainState, dict]:
+    """The latest checkpoint of this run; else `resume_from`; else a fresh state, with its
+    params from `init_from` when set. Returns (state, checkpoint meta or {})."""
+    if ckpt.latest_step() is not None:
+        state, meta = ckpt.restore(ckpt.latest_step(), steps.abstract_state)
+        logging.info("resumed from %s at step %d", ckpt.directory, int(state.step))
+        return state, meta
+    if config.resume_from:
+        ref = ckpt_lib.resolve(config.resume_from)
+        step = ckpt_lib.pick_step(ref, "latest")
+        state, meta = ckpt_lib.restore_state(ref, step, steps.abstract_state)
+        logging.info("resumed from resume_from=%s (step %d)", config.resume_from, step)
+        return state, meta
+    state = steps.init_state()
+    if config.init_from:
+        ref = ckpt_lib.resolve(config.init_from)
+        step = ckpt_lib.pick_step(ref, "best")
+        loaded, loaded_meta = ckpt_lib.restore_tree(ref, step, steps.replicated)
+        params = task.init_from_params(
+            loaded["params"], state.params, loaded_meta.get("task_state") or {}
+        )
+        ckpt_lib.require_params_fit(params, state.params, config.init_from)
+        state = steps.with_params(state, params)
+        logging.info("initialised params from init_from=%s (step %d)", config.init_from, step)
+    return state, {}
+
+
+# ---- stopping ----------------------------------------------------------------------------------
 class _StopSignals:
     """Turns SIGTERM/SIGINT into a flag the loop checks between steps (preemption)."""
 
@@ -88,6 +194,20 @@ class _StopSignals:
             signal.signal(sig, handler)
 
 
+def stop_reason(
+    config: ml_collections.ConfigDict, signal_received: bool, elapsed_s: float, steps_run: int
+) -> str | None:
+    """Why this invocation should save and exit now, if it should."""
+    if signal_received:
+        return "preempted"
+    hours = config.max_training_hours
+    if hours is not None and elapsed_s >= float(hours) * 3600:
+        return "time_limit"
+    if config.stop_after_steps is not None and steps_run >= config.stop_after_steps:
+        return "stopped"
+    return None
+
+
 def _all_agree(flag: bool) -> bool:
     """Every process must take the same stop decision (saves are collective)."""
     if jax.process_count() == 1:
@@ -95,6 +215,168 @@ def _all_agree(flag: bool) -> bool:
     from jax.experimental import multihost_utils
 
     return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
+
+
+# ---- what the loop does when it is time -------------------------------------------------------
+@dataclass
+class _Run:
+    """The fixed parts of one run and the actions the loop takes on them. Every method gets
+    the state and step it acts on; nothing here changes behind the loop's back except the
+    best record (fed by `eval_and_checkpoint`) and `saved_step`."""
+
+    task: Task
+    config: ml_collections.ConfigDict
+    workdir: str
+    data: Datasets
+    plan: Plan
+    mesh: Mesh
+    steps: Steps
+    ckpt: ckpt_lib.Checkpointer
+    record: BestRecord
+    writer: writers_lib.RunWriter
+    saved_step: int | None = None
+
+    def evaluate(self, state: TrainState, step: int, splits, prefix: str = "") -> dict:
+        """The splits once with the params evaluation uses; logs `<prefix><split>/<metric>`."""
+        results = evaluate_lib.evaluate(
+            task=self.task,
+            eval_step=self.steps.eval_step,
+            params=self.steps.eval_params(state),
+            extras=state.extras,
+            controls=state.controls,
+            step=state.step,
+            sources={s: self.data.eval[s] for s in splits},
+            batch_size=self.plan.eval_batch,
+            mesh=self.mesh,
+        )
+        self.writer.scalars(step, evaluate_lib.flat_scalars(results, prefix))
+        self.writer.images(step, evaluate_lib.flat_images(results, prefix))
+        return {split: summary.scalars for split, summary in results.items()}
+
+    def hook_context(self, state: TrainState, step: int, eval_results=None) -> HookContext:
+        return HookContext(
+            config=self.config,
+            workdir=self.workdir,
+            step=step,
+            epoch=step // self.plan.steps_per_epoch,
+            steps_per_epoch=self.plan.steps_per_epoch,
+            total_steps=self.plan.total_steps,
+            params=self.steps.eval_params(state),
+            raw_params=state.params,
+            extras=state.extras,
+            controls={k: float(v) for k, v in jax.device_get(state.controls).items()},
+            eval_results=eval_results or {},
+            is_main_process=jax.process_index() == 0,
+        )
+
+    def apply_hook(
+        self, state: TrainState, step: int, result: HookResult | None
+    ) -> tuple[TrainState, bool]:
+        """Logs what a hook returned and applies its controls; (state, stop requested)."""
+        if result is None:
+            return state, False
+        if result.message:
+            logging.info("[%s] step %d: %s", type(self.task).__name__, step, result.message)
+            self.writer.texts(step, {"events": result.message})
+        self.writer.scalars(step, result.scalars)
+        self.writer.images(step, result.images)
+        if result.controls:
+            unknown = sorted(set(result.controls) - set(state.controls))
+            if unknown:
+                raise KeyError(
+                    f"hook set unknown controls {unknown}; known: {sorted(state.controls)}"
+                )
+            new = {
+                **state.controls,
+                **{k: jnp.asarray(v, jnp.float32) for k, v in result.controls.items()},
+            }
+            repl = jax.tree.map(lambda _: self.steps.replicated, new)
+            state = state.replace(controls=jax.device_put(new, repl))
+        return state, bool(result.stop_training)
+
+    def save(self, state: TrainState, step: int, acc, eval_metrics: dict | None = None) -> None:
+        """One checkpoint per step, never after a non-finite step."""
+        self.ckpt.require_finite(acc, self.plan.steps_per_epoch)
+        if self.saved_step == step:
+            return
+        meta = ckpt_lib.run_meta(
+            step=step,
+            epoch=self.plan.epoch(step),
+            best=self.record.to_meta(),
+            task_state=self.task.state_dict(),
+            config=self.config,
+        )
+        self.ckpt.save(step, state, meta, metrics=eval_metrics)
+        self.saved_step = step
+
+    def log_train(self, step: int, acc, progress: metrics_lib.Progress, wait_s: float) -> None:
+        self.ckpt.require_finite(acc, self.plan.steps_per_epoch)
+        scalars = {f"train/{k}": v for k, v in metrics_lib.compute_train_metrics(acc).items()}
+        scalars["train/learning_rate"] = float(self.steps.schedule(step - 1))
+        scalars.update(progress.measure(step, wait_s))
+        self.writer.scalars(step, scalars)
+        if jax.process_index() == 0:
+            line = metrics_lib.format_line(
+                step, self.plan.total_steps, self.plan.epoch(step), scalars
+            )
+            logging.info(line)
+
+    def eval_and_checkpoint(self, state: TrainState, step: int, acc) -> tuple[TrainState, str]:
+        """Periodic eval, best/early-stopping bookkeeping, the task's hook, a checkpoint;
+        returns the state and why training should stop ("" to go on)."""
+        self.ckpt.require_finite(acc, self.plan.steps_per_epoch)
+        results = self.evaluate(state, step, self.plan.periodic_splits)
+        flat = {f"{sp}/{k}": v for sp, r in results.items() for k, v in r.items()}
+        line = " | ".join(f"{k}={v:.4g}" for k, v in sorted(flat.items()))
+        logging.info("eval at step %d (epoch %.2f): %s", step, self.plan.epoch(step), line)
+        self.record.observe(step, flat)
+        hook = self.task.on_eval(self.hook_context(state, step, results))
+        state, stop = self.apply_hook(state, step, hook)
+        value = flat.get(self.record.metric)
+        self.save(state, step, acc, None if value is None else {self.record.metric: float(value)})
+        if stop:
+            return state, "stopped_by_task"
+        if self.record.patience_ran_out:
+            logging.info(
+                "early stopping: no %s improvement in %d evals",
+                self.record.stop_metric,
+                self.record.patience,
+            )
+            return state, "early_stopped"
+        return state, ""
+
+    def final_eval(self, state: TrainState, step: int) -> dict[str, float]:
+        """The held-out splits once, with the best checkpoint (this state if it is the best)."""
+        used = self.ckpt.best_step()
+        if used is not None and used != step:
+            state, _ = self.ckpt.restore(used, self.steps.abstract_state)
+        else:
+            used = step
+        results = self.evaluate(state, step, self.config.final_eval_splits, prefix="final/")
+        final = {f"final/{sp}/{k}": v for sp, r in results.items() for k, v in r.items()}
+        final["final/checkpoint_step"] = used
+        self.writer.scalars(step, {"final/checkpoint_step": used})
+        if jax.process_index() == 0:
+            with open(os.path.join(self.workdir, "final_metrics.json"), "w") as f:
+                json.dump(final, f, indent=2)
+            logging.info("final eval with checkpoint %d: %s", used, final)
+        return final
+
+
+def _setup_compilation_cache(config: ml_collections.ConfigDict) -> None:
+    path = config.get("compilation_cache_dir") or ""
+    if path:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
+
+
+def _describe_model(state: TrainState, config, writer) -> None:
+    from clu import parameter_overview
+
+    parameter_overview.log_parameter_overview(state.params, msg="parameters")
+    n_params = parallel.tree_size(state.params)
+    writer.hparams({**writers_lib.flatten_config(config.to_dict()), "num_params": n_params})
+    logging.info("%d parameters (%.2f MB float32)", n_params, n_params * 4 / 2**20)
 
 
 # ---- the loop --------------------------------------------------------------------------------
@@ -111,7 +393,6 @@ def train_and_evaluate(
     backend = parallel.check_platform(config)
     _setup_compilation_cache(config)
     mesh = parallel.make_mesh(config.get("num_devices"))
-    dtype = compute_dtype(config)
     if is_main:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(config.to_dict(), f, indent=2, default=str)
@@ -121,373 +402,152 @@ def train_and_evaluate(
         backend,
         jax.process_count(),
         jax.devices(),
-        dtype_name(dtype),
+        dtype_name(compute_dtype(config)),
     )
 
-    # Data: sizes decide the schedule, so they come before the optimizer.
+    # Data: its size decides the schedule, so it comes before the optimizer.
     data = task.datasets()
-    global_batch = int(config.batch_size)
-    per_device = parallel.per_device_batch(global_batch, mesh)
-    accum = int(config.grad_accum_steps)
-    if accum < 1 or per_device % accum:
-        raise ConfigError(
-            f"grad_accum_steps={accum} must be >= 1 and divide the per-device batch {per_device} "
-            f"(batch_size={global_batch} over {mesh.size} devices)"
-        )
-    eval_batch = int(config.eval_batch_size or global_batch)
-    parallel.per_device_batch(eval_batch, mesh, "eval_batch_size")
-    steps_per_epoch = data.train.num_examples // global_batch
-    if steps_per_epoch == 0:
-        raise ConfigError(
-            f"batch_size={global_batch} exceeds the {data.train.num_examples} training examples"
-        )
-    total_steps = steps_from(
-        epochs=config.max_epochs,
-        steps=config.max_steps,
-        steps_per_epoch=steps_per_epoch,
-        what="max_epochs/max_steps",
-    )
-    eval_every = int(
-        config.eval_every_steps or max(1, round(config.eval_every_epochs * steps_per_epoch))
-    )
-    keep_every = steps_from(
-        epochs=config.checkpoint_every_epochs,
-        steps=config.checkpoint_every_steps,
-        steps_per_epoch=steps_per_epoch,
-        what="checkpoint_every",
-        required=False,
-    )
-    periodic_splits = data.periodic_eval_splits or tuple(data.eval)
-    unknown = [s for s in (*periodic_splits, *config.final_eval_splits) if s not in data.eval]
-    if unknown:
-        raise ConfigError(
-            f"eval splits {unknown} not provided by the task; it has {list(data.eval)}"
-        )
+    plan = make_plan(config, data, mesh)
     logging.info(
         "data: %d train examples, global batch %d (%d per device on %d devices), %d steps/epoch, "
         "%d steps; eval every %d steps on %s",
         data.train.num_examples,
-        global_batch,
-        per_device,
+        plan.global_batch,
+        plan.per_device_batch,
         mesh.size,
-        steps_per_epoch,
-        total_steps,
-        eval_every,
-        list(periodic_splits),
+        plan.steps_per_epoch,
+        plan.total_steps,
+        plan.eval_every,
+        list(plan.periodic_splits),
     )
-    epoch_of = lambda step: step / steps_per_epoch
-    pi, pc = jax.process_index(), jax.process_count()
+
+    # Model, optimizer and compiled steps: shapes first (from two rows), then arrays, placed.
     example = next(
         data.train.batches(
             epoch=0,
             start_step=0,
-            global_batch_size=global_batch,
-            process_index=pi,
-            process_count=pc,
+            global_batch_size=plan.global_batch,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
         )
     )
     example = {k: np.asarray(v)[:2] for k, v in example.items()}
-
-    # Model, optimizer and compiled steps: shapes first, then real arrays created placed.
     steps = build_steps(
-        task, config, mesh, example, steps_per_epoch=steps_per_epoch, total_steps=total_steps
+        task,
+        config,
+        mesh,
+        example,
+        steps_per_epoch=plan.steps_per_epoch,
+        total_steps=plan.total_steps,
     )
-    schedule, abstract_state, repl = steps.schedule, steps.abstract_state, steps.replicated
-    record = BestRecord.from_config(config, task.best_metric)
 
-    # Restore or initialise: latest in workdir, else resume_from, else fresh (+ init_from).
+    # Restore or initialise, with the best record and the task's host state of that checkpoint.
+    record = BestRecord.from_config(config, task.best_metric)
     ckpt = ckpt_lib.Checkpointer(
-        workdir, best_metric=record.metric, best_mode=record.mode, keep_every_steps=keep_every
+        workdir, best_metric=record.metric, best_mode=record.mode, keep_every_steps=plan.keep_every
     )
-    meta: dict = {}
-    if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(ckpt.latest_step(), abstract_state)
-        logging.info("resumed from %s at step %d", ckpt.directory, int(state.step))
-    elif config.resume_from:
-        ref = ckpt_lib.resolve(config.resume_from)
-        step = ckpt_lib.pick_step(ref, "latest")
-        state, meta = ckpt_lib.restore_state(ref, step, abstract_state)
-        logging.info("resumed from resume_from=%s (step %d)", config.resume_from, step)
-    else:
-        state = steps.init_state()
-        if config.init_from:
-            ref = ckpt_lib.resolve(config.init_from)
-            step = ckpt_lib.pick_step(ref, "best")
-            loaded, loaded_meta = ckpt_lib.restore_tree(ref, step, repl)
-            params = task.init_from_params(
-                loaded["params"], state.params, loaded_meta.get("task_state") or {}
-            )
-            ckpt_lib.require_params_fit(params, state.params, config.init_from)
-            params = jax.device_put(params, jax.tree.map(lambda _: repl, state.params))
-            state = steps.with_params(state, params)
-            logging.info("initialised params from init_from=%s (step %d)", config.init_from, step)
+    state, meta = restore_or_init(task, config, steps, ckpt)
     task.load_state_dict(meta.get("task_state", {}))
     record.restore(meta)
     start_step = int(jax.device_get(state.step))
-    if start_step > total_steps:
-        logging.warning("checkpoint step %d is past the configured end %d", start_step, total_steps)
-
-    writer = writers_lib.RunWriter(workdir, is_main=is_main)
-    writer.set_epoch_fn(epoch_of)
-    if is_main and start_step == 0:
-        from clu import parameter_overview
-
-        parameter_overview.log_parameter_overview(state.params, msg="parameters")
-        n_params = parallel.tree_size(state.params)
-        writer.hparams({**writers_lib.flatten_config(config.to_dict()), "num_params": n_params})
-        logging.info("%d parameters (%.2f MB float32)", n_params, n_params * 4 / 2**20)
-
-    train_step, eval_step, new_acc = steps.train_step, steps.eval_step, steps.new_metrics
-
-    eval_params = steps.eval_params
-
-    def evaluate(s: TrainState, splits, prefix: str = "") -> dict[str, dict[str, float]]:
-        """Runs each split once; logs `<prefix><split>/<metric>` scalars and images."""
-        results = {}
-        for split in splits:
-            batches = data.eval[split].batches(
-                global_batch_size=eval_batch, process_index=pi, process_count=pc
-            )
-            total = metrics_lib.merge_all(
-                (
-                    eval_step(
-                        eval_params(s), s.extras, s.controls, s.step, parallel.place_batch(b, mesh)
-                    )
-                    for b in batches
-                ),
-                what=f"eval split '{split}'",
-            )
-            summary = task.summarize_eval(split, total.compute())
-            results[split] = summary.scalars
-            writer.scalars(
-                step_now, {f"{prefix}{split}/{k}": v for k, v in summary.scalars.items()}
-            )
-            writer.images(step_now, {f"{prefix}{split}/{k}": v for k, v in summary.images.items()})
-        return results
-
-    def hook_context(s: TrainState, eval_results=None) -> HookContext:
-        return HookContext(
-            config=config,
-            workdir=workdir,
-            step=step_now,
-            epoch=step_now // steps_per_epoch,
-            steps_per_epoch=steps_per_epoch,
-            total_steps=total_steps,
-            params=eval_params(s),
-            raw_params=s.params,
-            extras=s.extras,
-            controls={k: float(v) for k, v in jax.device_get(s.controls).items()},
-            eval_results=eval_results or {},
-            is_main_process=is_main,
+    if start_step > plan.total_steps:
+        logging.warning(
+            "checkpoint step %d is past the configured end %d", start_step, plan.total_steps
         )
+    writer = writers_lib.RunWriter(workdir, is_main=is_main)
+    writer.set_epoch_fn(plan.epoch)
+    if is_main and start_step == 0:
+        _describe_model(state, config, writer)
+    run = _Run(task, config, workdir, data, plan, mesh, steps, ckpt, record, writer)
 
-    def apply_hook(s: TrainState, result: HookResult | None) -> tuple[TrainState, bool]:
-        if result is None:
-            return s, False
-        if result.message:
-            logging.info("[%s] step %d: %s", type(task).__name__, step_now, result.message)
-            writer.texts(step_now, {"events": result.message})
-        writer.scalars(step_now, result.scalars)
-        writer.images(step_now, result.images)
-        if result.controls:
-            unknown = sorted(set(result.controls) - set(s.controls))
-            if unknown:
-                raise KeyError(f"hook set unknown controls {unknown}; known: {sorted(s.controls)}")
-            new = {
-                **s.controls,
-                **{k: jnp.asarray(v, jnp.float32) for k, v in result.controls.items()},
-            }
-            s = s.replace(controls=jax.device_put(new, jax.tree.map(lambda _: repl, new)))
-        return s, bool(result.stop_training)
-
-    def meta_now(s: TrainState) -> dict:
-        return {
-            "step": step_now,
-            "epoch": epoch_of(step_now),
-            **record.to_meta(),
-            "task_state": task.state_dict(),
-            "config": config.to_dict(),
-            "versions": environment.versions(),
-        }
-
-    def check_finite(acc) -> None:
-        bad = metrics_lib.first_nonfinite_step(acc)
-        if bad is not None:
-            ckpt.wait()
-            last = ckpt.latest_step()
-            writer.close()
-            raise NonFiniteLossError(
-                f"loss or gradient became non-finite at step {bad} (epoch {epoch_of(bad):.2f}); "
-                f"the last good checkpoint is step {last} in {ckpt.directory}. Lower "
-                "learning_rate, set optim.grad_clip, or check the input data for NaN/inf."
-            )
-
-    def save(s: TrainState, acc, eval_metrics: dict | None = None) -> None:
-        check_finite(acc)  # never write a checkpoint after a bad step
-        ckpt.save(step_now, s, meta_now(s), metrics=eval_metrics)
-
-    def log_train(acc, data_wait_seconds: float) -> None:
-        check_finite(acc)
-        train = metrics_lib.compute_train_metrics(acc)
-        scalars = {f"train/{k}": v for k, v in train.items()}
-        scalars["train/learning_rate"] = float(schedule(step_now - 1))
-        scalars.update(progress.measure(step_now, data_wait_seconds))
-        writer.scalars(step_now, scalars)
-        if is_main:
-            logging.info(
-                metrics_lib.format_line(step_now, total_steps, epoch_of(step_now), scalars)
-            )
-
-    def eval_and_checkpoint(s: TrainState, acc) -> tuple[TrainState, str | None]:
-        """Periodic eval: best/early-stopping bookkeeping, the task's hook, a checkpoint."""
-        check_finite(acc)
-        results = evaluate(s, periodic_splits)
-        flat = {f"{sp}/{k}": v for sp, r in results.items() for k, v in r.items()}
-        line = " | ".join(f"{k}={v:.4g}" for k, v in sorted(flat.items()))
-        logging.info("eval at step %d (epoch %.2f): %s", step_now, epoch_of(step_now), line)
-        record.observe(step_now, flat)
-        s, stop = apply_hook(s, task.on_eval(hook_context(s, results)))
-        value = flat.get(record.metric)
-        save(s, acc, None if value is None else {record.metric: float(value)})
-        if stop:
-            return s, "stopped_by_task"
-        if record.patience_ran_out:
-            logging.info(
-                "early stopping: no %s improvement in %d evals",
-                record.stop_metric,
-                record.patience,
-            )
-            return s, "early_stopped"
-        return s, None
-
-    def stop_reason(signals: _StopSignals, elapsed: float) -> str | None:
-        if signals.received is not None:
-            return "preempted"
-        if time_limit is not None and elapsed >= time_limit:
-            return "time_limit"
-        if config.stop_after_steps is not None and steps_this_run >= config.stop_after_steps:
-            return "stopped"
-        return None
-
-    def batch_stream(first_step: int):
-        """Host batches from `first_step` to the end, across epoch boundaries."""
-        step = first_step
-        while step < total_steps:
-            for batch in data.train.batches(
-                epoch=step // steps_per_epoch,
-                start_step=step % steps_per_epoch,
-                global_batch_size=global_batch,
-                process_index=pi,
-                process_count=pc,
-            ):
-                yield batch
-                step += 1
-                if step >= total_steps:
-                    return
-
-    # Train: periodic eval / checkpoints / logs; stop on duration, time, signal or hooks.
-    step_now = start_step
-    status = "completed"
-    acc = new_acc()
+    # Train; when it is time, log, evaluate and checkpoint, end an epoch, or stop and save.
+    step, steps_run, status = start_step, 0, ""
+    acc = steps.new_metrics()
     progress = metrics_lib.Progress(
-        total_steps=total_steps, start_step=start_step, global_batch=global_batch
+        total_steps=plan.total_steps, start_step=start_step, global_batch=plan.global_batch
     )
     t_start = time.monotonic()
-    hours = config.max_training_hours
-    time_limit = None if hours is None else float(hours) * 3600
-    steps_this_run = 0
     profile_window = (start_step + 5, start_step + 5 + config.profile_steps)
     place = lambda b: parallel.place_batch(b, mesh, stacked=steps.stacked)
-    stream = Prefetcher(batch_stream(start_step), place, config.prefetch)
+    stream = Prefetcher(train_batches(data, plan, start_step), place, config.prefetch)
     in_flight: collections.deque = collections.deque()
-    with _StopSignals() as signals, metrics_lib.CompileCounter() as compiles:
-        try:
+    try:
+        with _StopSignals() as signals, metrics_lib.CompileCounter() as compiles:
             for batch in stream:
-                if config.profile_steps and step_now == profile_window[0]:
+                if config.profile_steps and step == profile_window[0]:
                     jax.profiler.start_trace(os.path.join(workdir, "profile"))
                 t0 = time.perf_counter()
                 compiled_before = compiles.count
-                state, acc = train_step(state, batch, acc)
+                state, acc = steps.train_step(state, batch, acc)
                 # Dispatch is asynchronous: unbounded, the host runs ahead of a slow device
                 # and its clock (time limit, steps/s, a preemption save) acts on steps not yet
                 # computed. Waiting for the step before last keeps the device fed all the same.
                 in_flight.append(state.step + 0)  # a copy: the state itself is donated
                 if len(in_flight) > MAX_STEPS_AHEAD:
                     in_flight.popleft().block_until_ready()
-                step_now += 1
-                steps_this_run += 1
-                if steps_this_run > 1 and compiles.count > compiled_before:
-                    # A new shape or Python value reached the step: every such step pays a
-                    # full compile. Usually a partial batch or a non-array in the batch.
-                    logging.warning(
-                        "the train step recompiled at step %d; batch shapes: %s",
-                        step_now,
-                        {k: (v.shape, str(v.dtype)) for k, v in batch.items()},
-                    )
-                if steps_this_run == 1:
+                step, steps_run = step + 1, steps_run + 1
+
+                # A new shape or Python value reached the step: each such step pays a compile.
+                if steps_run > 1 and compiles.count > compiled_before:
+                    shapes = {k: (v.shape, str(v.dtype)) for k, v in batch.items()}
+                    logging.warning("the train step recompiled at step %d; batch: %s", step, shapes)
+                # The first step's time is compile time; rates start after it.
+                if steps_run == 1:
                     jax.block_until_ready(state.step)
                     logging.info("first step (compile + run): %.1f s", time.perf_counter() - t0)
                     progress = metrics_lib.Progress(
-                        total_steps=total_steps, start_step=step_now, global_batch=global_batch
+                        total_steps=plan.total_steps,
+                        start_step=step,
+                        global_batch=plan.global_batch,
                     )
-                if config.profile_steps and step_now == profile_window[1]:
+                if config.profile_steps and step == profile_window[1]:
                     jax.block_until_ready(state.step)
                     jax.profiler.stop_trace()
-                last = step_now >= total_steps
 
-                if due(step_now, config.log_every_steps, total_steps):
-                    log_train(acc, stream.wait_seconds)
-                    acc = new_acc()
-                if due(step_now, eval_every, total_steps):
-                    state, stopped = eval_and_checkpoint(state, acc)
-                    status = stopped or status
-                elif due(step_now, keep_every, total_steps, at_end=False):
-                    save(state, acc)
-                if due(step_now, steps_per_epoch, total_steps, at_end=False):
-                    state, stop = apply_hook(state, task.on_epoch_end(hook_context(state)))
-                    if stop and status == "completed":
-                        status = "stopped_by_task"
-                if status != "completed" or last:
+                if due(step, plan.log_every, plan.total_steps):
+                    run.log_train(step, acc, progress, stream.wait_seconds)
+                    acc = steps.new_metrics()
+                if due(step, plan.eval_every, plan.total_steps):
+                    state, status = run.eval_and_checkpoint(state, step, acc)
+                elif due(step, plan.keep_every, plan.total_steps, at_end=False):
+                    run.save(state, step, acc)
+                if due(step, plan.steps_per_epoch, plan.total_steps, at_end=False):
+                    hook = task.on_epoch_end(run.hook_context(state, step))
+                    state, stop = run.apply_hook(state, step, hook)
+                    status = status or ("stopped_by_task" if stop else "")
+                if status or step >= plan.total_steps:
                     break
 
-                # Preemption and budgets: the same decision on every process, then save + exit.
-                # Across processes that decision is a collective, so it is taken every 10 steps.
-                if pc > 1 and step_now % 10:
+                # Preemption and budgets: the same decision on every process (a collective,
+                # so across processes it is taken every 10 steps); the save follows the loop.
+                if jax.process_count() > 1 and step % 10:
                     continue
-                reason = stop_reason(signals, time.monotonic() - t_start)
+                reason = stop_reason(
+                    config, signals.received is not None, time.monotonic() - t_start, steps_run
+                )
                 if _all_agree(reason is not None):
                     status = reason or "preempted"
-                    logging.info("stopping at step %d: %s", step_now, status)
-                    save(state, acc)
+                    logging.info("stopping at step %d: %s", step, status)
                     break
-        finally:
-            stream.close()
+        status = status or "completed"
 
-    # Final checkpoint, then held-out splits once with the best checkpoint.
-    check_finite(acc)
-    save(state, acc)
-    ckpt.wait()
-    final_metrics: dict[str, float] = {}
-    if status in ("completed", "early_stopped", "stopped_by_task") and config.final_eval_splits:
-        final_state, used = state, step_now
-        best_step = ckpt.best_step()
-        if best_step is not None and best_step != step_now:
-            final_state, _ = ckpt.restore(best_step, abstract_state)
-            used = best_step
-        results = evaluate(final_state, config.final_eval_splits, prefix="final/")
-        final_metrics = {f"final/{sp}/{k}": v for sp, r in results.items() for k, v in r.items()}
-        final_metrics["final/checkpoint_step"] = used
-        writer.scalars(step_now, {"final/checkpoint_step": used})
-        if is_main:
-            with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-                json.dump(final_metrics, f, indent=2)
-            logging.info("final eval with checkpoint %d: %s", used, final_metrics)
-    writer.close()
+        # The last state is saved once (unless this step's checkpoint is already written),
+        # then the held-out splits are evaluated once with the best checkpoint.
+        run.save(state, step, acc)
+        ckpt.wait()
+        final_metrics: dict[str, float] = {}
+        if status in ("completed", "early_stopped", "stopped_by_task") and (
+            config.final_eval_splits
+        ):
+            final_metrics = run.final_eval(state, step)
+    finally:
+        stream.close()
+        writer.close()
     ckpt.close()
     sys.stdout.flush()
     return TrainResult(
         status=status,
-        step=step_now,
+        step=step,
         best_step=record.step,
         best_value=record.value,
         final_metrics=final_metrics,

@@ -12,8 +12,9 @@ profile weights:
     [E - P, E)        richness preserve: richness (and spread) weights x `richness_boost`
 
 C, R, P = coverage_first_epochs, hierarchy_ramp_epochs, richness_preserve_epochs; E = the
-run's length in epochs. Written with jnp so `Task.loss_fn` can evaluate it from `ctx.step`
-inside the jitted step (no host round trip, nothing to checkpoint: the epoch is the state).
+run's length in epochs. Written with jnp so `Task.loss_fn` can evaluate it from the loop's
+`ctx.epoch` and `ctx.total_epochs` inside the jitted step (no host round trip, nothing to
+checkpoint: the epoch is the state).
 """
 
 from dataclasses import dataclass
@@ -29,10 +30,12 @@ class Curriculum:
     richness_preserve_epochs: float = 20.0
     richness_boost: float = 1.5
     geodesic_start_epoch: float = 30.0
-    total_epochs: float = 120.0
 
-    def multipliers(self, epoch: jnp.ndarray | float) -> dict[str, jnp.ndarray]:
-        """epoch (float, fractional) -> {"hierarchy", "richness", "geodesic"} in float32."""
+    def multipliers(
+        self, epoch: jnp.ndarray | float, total_epochs: jnp.ndarray | float
+    ) -> dict[str, jnp.ndarray]:
+        """epoch (float, fractional) of a run of `total_epochs` -> {"hierarchy", "richness",
+        "geodesic"} in float32."""
         epoch = jnp.asarray(epoch, jnp.float32)
         if not self.enabled:
             one = jnp.ones((), jnp.float32)
@@ -42,7 +45,7 @@ class Curriculum:
             (epoch - self.coverage_first_epochs) / max(self.hierarchy_ramp_epochs, 1e-9), 0.0, 1.0
         )
         hierarchy = jnp.where(epoch < self.coverage_first_epochs, 0.0, ramp)
-        preserve_start = self.total_epochs - self.richness_preserve_epochs
+        preserve_start = total_epochs - self.richness_preserve_epochs
         richness = jnp.where(epoch >= preserve_start, self.richness_boost, 1.0)
         geodesic = (epoch >= self.geodesic_start_epoch).astype(jnp.float32)
         return {
@@ -51,7 +54,7 @@ class Curriculum:
             "geodesic": geodesic,
         }
 
-    def phase(self, epoch: float) -> str:
+    def phase(self, epoch: float, total_epochs: float) -> str:
         """Human-readable phase name (logs and analysis)."""
         if not self.enabled:
             return "off"
@@ -59,6 +62,6 @@ class Curriculum:
             return "coverage_first"
         if epoch < self.coverage_first_epochs + self.hierarchy_ramp_epochs:
             return "hierarchy_ramp"
-        if epoch >= self.total_epochs - self.richness_preserve_epochs:
+        if epoch >= total_epochs - self.richness_preserve_epochs:
             return "richness_preserve"
         return "full"

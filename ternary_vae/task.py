@@ -87,11 +87,6 @@ class TernaryVaeTask(Task):
         self.model = build_model(config)
         self.ops = input_pipeline.load_operations(config)
         self.num_examples = len(self.ops["trits"])
-        self.steps_per_epoch = max(self.num_examples // int(config.batch_size), 1)
-        if config.max_steps is not None:
-            total_epochs = config.max_steps / self.steps_per_epoch
-        else:
-            total_epochs = float(config.max_epochs or 0.0)
         cur = config.curriculum
         self.curriculum = Curriculum(
             enabled=cur.enabled,
@@ -100,7 +95,6 @@ class TernaryVaeTask(Task):
             richness_preserve_epochs=cur.richness_preserve_epochs,
             richness_boost=cur.richness_boost,
             geodesic_start_epoch=config.loss.geodesic_start_epoch,
-            total_epochs=total_epochs,
         )
         scales = dict(config.optim.lr_scales)
         h = config.homeostasis
@@ -243,8 +237,7 @@ class TernaryVaeTask(Task):
         reference = self._reference(r_b, levels, weight, ctx.extras)
         targets = jnp.asarray(self.targets)
 
-        epoch = ctx.step.astype(jnp.float32) / self.steps_per_epoch
-        mult = self.curriculum.multipliers(epoch)
+        mult = self.curriculum.multipliers(ctx.epoch, ctx.total_epochs)
         coverage = 0.5 * (
             losses.coverage_ce(out["logits_hyp"], x, weight)
             + losses.coverage_ce(out["logits_mean"], x, weight)
@@ -353,8 +346,9 @@ class TernaryVaeTask(Task):
                 return HookResult(stop_training=True, message=f"{msg} >= {target}: stage 0 done")
             return HookResult(message=msg)
 
+        phase = self.curriculum.phase(ctx.epoch - 0.5, ctx.total_steps / ctx.steps_per_epoch)
         summary = (
-            f"epoch {ctx.epoch} [{self.curriculum.phase(ctx.epoch - 0.5)}]: coverage "
+            f"epoch {ctx.epoch} [{phase}]: coverage "
             f"{res['coverage']:.5f} ({n_ok}/{self.num_examples}) | H_B {res['hierarchy_b']:.5f} "
             f"(ceiling {res['hierarchy_ceiling']:.5f} for distinct radii; "
             f"{int(res['unique_radii_b'])} unique) | richness_B {res['richness_b']:.5f} | "

@@ -79,11 +79,13 @@ def test_bench_compile_only_sizes_the_step_without_running_it():
     assert "xla_live_bytes" in bench.format_table(record)
 
 
-def test_bench_rejects_a_non_task_class():
+def test_config_task_must_name_a_task_class():
+    from common.task import task_class
+
     config = tiny_config.get_config()
     config.task = "common.config:ConfigError"
     with pytest.raises(ValueError, match=r"not a common\.task\.Task subclass"):
-        bench.load_task_class(config)
+        task_class(config)
 
 
 def _rows(source, **kw):

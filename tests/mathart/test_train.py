@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from common.checkpoint import load_run
+from common.evaluate import evaluate_run
 from common.train import train_and_evaluate
 from configs.mathart import get_config
 from mathart import evaluate, input_pipeline, sample
@@ -94,6 +95,18 @@ def test_smoke_run_trains_evaluates_and_writes_sample_grids(smoke_run):
     grid = np.asarray(Image.open(os.path.join(workdir, "images", pngs[-1])))
     # 4 [generated | truth] pairs (sample.grid_formulas) in one row, 3 px gaps, enlarged 4x.
     assert grid.shape == (4 * (SIZE + 2 * 3), 4 * (4 * (2 * SIZE + 3) + 3), 3)
+
+
+def test_offline_evaluation_is_the_loops_evaluation(smoke_run):
+    # mathart has no final_eval_splits: the best checkpoint's validation figures, as logged.
+    _, result, workdir = smoke_run
+    again = evaluate_run(workdir, which="best", splits=["val"])
+    assert again["checkpoint_step"] == result.best_step
+    logged = next(r for r in _metrics(workdir) if r["step"] == result.best_step and "val/mse" in r)
+    val = {k: v for k, v in logged.items() if k.startswith("val/")}
+    assert val and set(val) <= set(again)
+    for key, value in val.items():
+        assert again[key] == pytest.approx(value, rel=1e-5), key
 
 
 def test_checkpoint_carries_the_tokenizer(smoke_run):

@@ -12,6 +12,7 @@ import pytest
 
 import configs.scanline as cfgmod
 from common.checkpoint import load_run
+from common.evaluate import evaluate_run
 from common.train import train_and_evaluate
 from scanline import evaluate, input_pipeline, sweep, synth
 from scanline.main import timestamped_workdir
@@ -114,10 +115,16 @@ def lrcn_run(tmp_path_factory, smoke_data_dir):
 
 def test_evaluate_reproduces_the_loops_final_test(lrcn_run):
     workdir, config, result = lrcn_run
+    fm = result.final_metrics
+    again = evaluate_run(str(workdir), which="best")  # the loop's evaluation, reopened
+    assert again["checkpoint_step"] == fm["final/checkpoint_step"]
+    for key, value in fm.items():
+        if key.startswith("final/test/"):
+            assert again[key.removeprefix("final/")] == pytest.approx(value, rel=1e-6), key
+    # scanline.evaluate: another data file, with the generator's per-subtype breakdown.
     run = load_run(str(workdir), "best")
     test_file = input_pipeline.synthetic_file(config, config.synth.test_n, config.synth.test_seed)
     rep = evaluate.report(run.config, run.params, test_file)
-    fm = result.final_metrics
     assert rep["num_examples"] == fm["final/test/num_examples"]
     for key in ("accuracy", "balanced_accuracy", "auroc"):
         np.testing.assert_allclose(rep[key], fm[f"final/test/{key}"], rtol=1e-6, err_msg=key)

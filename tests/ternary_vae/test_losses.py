@@ -76,21 +76,21 @@ def test_vae_loss_by_hand():
 
 
 def test_curriculum_boundaries():
-    c = Curriculum(total_epochs=120.0)
-    m = lambda e: {k: float(v) for k, v in c.multipliers(e).items()}
+    c = Curriculum()
+    m = lambda e: {k: float(v) for k, v in c.multipliers(e, 120.0).items()}
     assert m(0)["hierarchy"] == 0.0 and m(29.9)["hierarchy"] == 0.0
     assert m(30)["geodesic"] == 1.0 and m(29.9)["geodesic"] == 0.0
     assert m(55)["hierarchy"] == pytest.approx(0.5)
     assert m(80)["hierarchy"] == 1.0 and m(99.9)["richness"] == 1.0
     assert m(100)["richness"] == 1.5 and m(119)["hierarchy"] == 1.0
-    assert [c.phase(e) for e in (0, 40, 90, 110)] == [
+    assert [c.phase(e, 120.0) for e in (0, 40, 90, 110)] == [
         "coverage_first",
         "hierarchy_ramp",
         "full",
         "richness_preserve",
     ]
-    off = Curriculum(enabled=False, total_epochs=120.0, geodesic_start_epoch=30.0)
-    assert float(off.multipliers(0)["hierarchy"]) == 1.0
+    off = Curriculum(enabled=False, geodesic_start_epoch=30.0)
+    assert float(off.multipliers(0, 120.0)["hierarchy"]) == 1.0
 
 
 def _feed(h, evals, **fixed):

@@ -9,6 +9,7 @@ import pytest
 
 from common.checkpoint import load_run
 from common.cli import load_config_file
+from common.evaluate import evaluate_run
 from ternary_vae.task import TernaryVaeTask
 from ternary_vae.two_stage import STAGE0_DIR, STAGE0_MARKER, train_two_stages
 
@@ -60,6 +61,12 @@ def test_two_stage_run_resumes_where_it_stopped(interrupted_then_resumed):
     for key in ("coverage", "hierarchy_b", "richness_b", "q_b", "select", "hierarchy_ceiling"):
         assert np.isfinite(final[f"final/val/{key}"]), key
     assert final["final/val/hierarchy_ceiling"] == pytest.approx(-0.8320502954, abs=1e-9)
+    # Offline evaluation of the stage-1 run is the loop's final evaluation.
+    again = evaluate_run(workdir, which="best", splits=["val"])
+    assert again["checkpoint_step"] == final["final/checkpoint_step"]
+    for key, value in final.items():
+        if key.startswith("final/val/"):
+            assert again[key.removeprefix("final/")] == pytest.approx(value, rel=1e-6), key
 
 
 def test_frozen_groups_do_not_move_and_state_is_checkpointed(interrupted_then_resumed):
