@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common import stats
 from common.checkpoint import load_run
 from common.data import fixed_size_chunks
-from scanline import eval_metrics, input_pipeline, loaders
+from scanline import input_pipeline, loaders
 from scanline import model as model_lib
 
 
@@ -66,20 +67,18 @@ def report(config, params, path: str, *, hflip_tta: bool = False) -> dict:
     probs = predict(config, params, images, hflip_tta=hflip_tta)
     k = probs.shape[1]
     preds = probs.argmax(1)
-    cm = eval_metrics.confusion_matrix(data.labels, preds, k)
-    auroc, per_class_auroc = eval_metrics.macro_ovr_auroc(data.labels, probs)
+    cm = stats.confusion_matrix(data.labels, preds, k)
+    auroc, per_class_auroc = stats.macro_ovr_auroc(data.labels, probs)
     out = {
         "file": path,
         "hflip_tta": hflip_tta,
         "num_examples": len(preds),
         "accuracy": float(np.trace(cm) / cm.sum()),
-        "balanced_accuracy": eval_metrics.balanced_accuracy(cm),
+        "balanced_accuracy": stats.balanced_accuracy(cm),
         "auroc": auroc,
         "per_class": {
             name: {"recall": float(r), "auroc": float(a)}
-            for name, r, a in zip(
-                data.class_names, eval_metrics.per_class_recall(cm), per_class_auroc
-            )
+            for name, r, a in zip(data.class_names, stats.per_class_recall(cm), per_class_auroc)
         },
         "confusion_matrix": cm.tolist(),
     }
@@ -98,8 +97,8 @@ def report(config, params, path: str, *, hflip_tta: bool = False) -> dict:
             size = f["scan_size_nm"]
             bands = [3, 5, 8, 12, 18, 30.01]
             out["recall_by_scan_size_nm"] = {
-                f"{lo:g}-{hi:g}": eval_metrics.balanced_accuracy(
-                    eval_metrics.confusion_matrix(
+                f"{lo:g}-{hi:g}": stats.balanced_accuracy(
+                    stats.confusion_matrix(
                         data.labels[(size >= lo) & (size < hi)],
                         preds[(size >= lo) & (size < hi)],
                         k,

@@ -24,11 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 from clu import metrics as clu_metrics
 
-from common import plots
+from common import plots, stats
 from common.data import ArrayEvalSource, ArraySource
 from common.precision import compute_dtype
 from common.task import Datasets, EvalSummary, StepContext, Task
-from scanline import eval_metrics, input_pipeline
+from scanline import input_pipeline
 from scanline import model as model_lib
 from scanline.augment import augment_lines
 
@@ -160,13 +160,13 @@ class ScanlineTask(Task):
             "unweighted_loss": float(nll.mean()),
             "num_examples": float(len(labels)),
         }
-        cm = eval_metrics.confusion_matrix(labels, preds[:, -1], k)
+        cm = stats.confusion_matrix(labels, preds[:, -1], k)
         scalars["accuracy"] = float(np.trace(cm) / max(cm.sum(), 1))
-        scalars["balanced_accuracy"] = eval_metrics.balanced_accuracy(cm)
-        auroc, per_class_auroc = eval_metrics.macro_ovr_auroc(labels, np.exp(log_probs))
+        scalars["balanced_accuracy"] = stats.balanced_accuracy(cm)
+        auroc, per_class_auroc = stats.macro_ovr_auroc(labels, np.exp(log_probs))
         scalars["auroc"] = auroc
         for c, (name, rec, auc) in enumerate(
-            zip(names, eval_metrics.per_class_recall(cm), per_class_auroc)
+            zip(names, stats.per_class_recall(cm), per_class_auroc)
         ):
             scalars[f"recall/{c}_{name}"] = float(rec)
             scalars[f"auroc/{c}_{name}"] = float(auc)
@@ -178,9 +178,9 @@ class ScanlineTask(Task):
         if preds.shape[1] > 1:
             curve_acc, curve_bal = [], []
             for p in range(preds.shape[1]):
-                cm_p = eval_metrics.confusion_matrix(labels, preds[:, p], k)
+                cm_p = stats.confusion_matrix(labels, preds[:, p], k)
                 curve_acc.append(np.trace(cm_p) / max(cm_p.sum(), 1))
-                curve_bal.append(eval_metrics.balanced_accuracy(cm_p))
+                curve_bal.append(stats.balanced_accuracy(cm_p))
             for lines in _PROGRESS_LINES:
                 p = np.searchsorted(seen, lines, side="right") - 1  # last read-out within k lines
                 if p >= 0 and lines <= seen[-1]:

@@ -14,17 +14,14 @@ import json
 import os
 import sys
 
-import jax
-import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common.checkpoint import load_run
-from ternary_vae import hyperbolic, input_pipeline, metrics
-from ternary_vae.task import build_model
+from common.evaluate import open_run
+from ternary_vae import input_pipeline, metrics
 
 KEYS = (
     "coverage",
@@ -43,34 +40,12 @@ KEYS = (
 )
 
 
-def model_outputs(config, params, ops: dict[str, np.ndarray], chunk: int = 4096) -> dict:
-    """Deterministic outputs for every operation, as `TernaryVaeTask.eval_step` computes them."""
-    model = build_model(config)
-    c = config.model.curvature
-
-    @jax.jit
-    def run(x):
-        out = model.apply({"params": params}, x, train=False)
-        labels = (jnp.rint(x) + 1).astype(jnp.int32)
-        return {
-            "correct": jnp.all(jnp.argmax(out["logits_mean"], -1) == labels, -1),
-            "radius_a": hyperbolic.hyperbolic_radius(out["z_a"], c),
-            "radius_b": hyperbolic.hyperbolic_radius(out["z_b"], c),
-            "z_a": out["z_a"],
-            "z_b": out["z_b"],
-        }
-
-    x = ops["trits"]
-    parts = []
-    for start in range(0, len(x), chunk):
-        piece = x[start : start + chunk]
-        pad = chunk - len(piece)
-        padded = np.concatenate([piece, np.zeros((pad, x.shape[1]), x.dtype)])
-        n = len(piece)
-        parts.append({k: np.asarray(v)[:n] for k, v in run(padded).items()})
-    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    out["valuation"], out["index"] = ops["valuation"], ops["index"]
-    return out
+def eval_outputs(computed) -> dict[str, np.ndarray]:
+    """Per-operation outputs of the task's own eval step (padded rows dropped, in index
+    order): correct, radius_a/b, z_a/z_b, valuation, index."""
+    outputs = dict(computed["outputs"])
+    keep = np.asarray(outputs.pop("mask")).astype(bool)
+    return {k: np.asarray(v)[keep] for k, v in outputs.items()}
 
 
 def radius_boxplot(out: dict, path: str, title: str) -> None:
@@ -118,17 +93,12 @@ def analyze(workdir: str, out_dir: str | None = None) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     report: dict = {}
     for which in ("best", "latest"):
-        run = load_run(workdir, which)
-        ops = input_pipeline.load_operations(run.config)
-        out = model_outputs(run.config, run.eval_params, ops)
-        m = run.config.metrics
-        scalars = metrics.comprehensive(
-            out,
-            dist_corr_samples=m.dist_corr_samples,
-            dist_corr_seed=m.dist_corr_seed,
-            min_coverage=m.min_coverage,
-            separation_margin=m.separation_margin,
-        )
+        opened = open_run(workdir, which=which)
+        run = opened.run
+        computed = opened.compute(input_pipeline.EVAL_SPLIT)
+        out = eval_outputs(computed)
+        # The loop's figures, from the task's own summary of the same outputs.
+        scalars = dict(opened.task.summarize_eval(input_pipeline.EVAL_SPLIT, computed).scalars)
         scalars["level_means_b"] = metrics.level_means(out["radius_b"], out["valuation"]).tolist()
         scalars["step"] = run.step
         events = run.meta.get("task_state", {}).get("homeostasis", {}).get("events", [])

@@ -23,6 +23,7 @@ import math
 import numpy as np
 from scipy.spatial.distance import pdist
 
+from common.stats import average_ranks, spearman
 from ternary_vae.ternary import NUM_LEVELS, level_sizes
 
 SELECT_INVALID_OFFSET = -3.0  # select = coverage - 3 < -2 <= any Q when coverage is too low
@@ -38,40 +39,6 @@ def hierarchy_ceiling(sizes: np.ndarray | None = None) -> float:
     t = np.asarray(level_sizes() if sizes is None else sizes, dtype=np.float64)
     n = t.sum()
     return -math.sqrt(1.0 - float((t**3 - t).sum()) / (n**3 - n))
-
-
-def average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties given their average rank (= scipy.stats.rankdata, ~3x faster).
-
-    Any sort order works because every member of a tie group gets the same average.
-    """
-    x = np.asarray(x).ravel()
-    n = x.size
-    order = np.argsort(x)
-    xs = x[order]
-    first = np.empty(n, bool)
-    first[:1] = True
-    np.not_equal(xs[1:], xs[:-1], out=first[1:])
-    group = np.cumsum(first) - 1
-    starts = np.flatnonzero(first)
-    ends = np.append(starts[1:], n)
-    ranks = np.empty(n, np.float64)
-    ranks[order] = ((starts + ends + 1) / 2.0)[group]
-    return ranks
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rho: Pearson correlation of average ranks (as scipy.stats.spearmanr).
-
-    0.0 (not nan) when either side is constant, so logged metrics stay finite.
-    """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 0.0
-    ra, rb = average_ranks(a), average_ranks(b)
-    ra -= ra.mean()
-    rb -= rb.mean()
-    return float(np.dot(ra, rb) / math.sqrt(np.dot(ra, ra) * np.dot(rb, rb)))
 
 
 def hierarchy(valuation: np.ndarray, radius: np.ndarray) -> float:

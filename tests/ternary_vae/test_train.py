@@ -107,3 +107,17 @@ def test_init_from_copies_encoder_a_into_b():
     del bad["decoder"]
     with pytest.raises(KeyError, match="decoder"):
         task.init_from_params(bad, fresh)
+
+
+def test_analysis_reports_the_loops_figures_and_draws_the_ball(interrupted_then_resumed, tmp_path):
+    from ternary_vae.analyze import analyze
+
+    workdir, (_, _, third) = interrupted_then_resumed
+    report = analyze(workdir, str(tmp_path))
+    best = report["best"]["metrics"]
+    assert best["step"] == third.final_metrics["final/checkpoint_step"]
+    for key in ("coverage", "hierarchy_b", "richness_b", "q_b"):
+        assert best[key] == pytest.approx(third.final_metrics[f"final/val/{key}"], rel=1e-6)
+    assert len(best["level_means_b"]) == 10
+    for name in ("radius_by_valuation_best.png", "ball_b_latest.png", "metrics.json"):
+        assert (tmp_path / name).is_file(), name

@@ -1,8 +1,8 @@
-"""Exact metrics against hand computations."""
+"""common.stats: exact scores against hand computations, the pairwise definition and scipy."""
 
 import numpy as np
 
-from scanline import eval_metrics as em
+from common import stats as em
 
 
 def test_auroc_with_ties_by_hand():
@@ -52,3 +52,13 @@ def test_macro_ovr_auroc_and_balanced_accuracy():
 def test_balanced_accuracy_skips_absent_classes():
     cm = em.confusion_matrix(np.array([0, 0, 1]), np.array([0, 1, 1]), 4)
     assert em.balanced_accuracy(cm) == 0.75
+
+
+def test_ranks_and_spearman_match_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    a, b = np.round(rng.normal(size=300), 1), rng.normal(size=300)
+    np.testing.assert_allclose(em.average_ranks(a), stats.rankdata(a))
+    assert abs(em.spearman(a, b) - stats.spearmanr(a, b)[0]) < 1e-12
+    assert em.spearman(np.ones(5), np.arange(5.0)) == 0.0  # constant side: 0, not nan
