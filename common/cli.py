@@ -42,14 +42,11 @@ def _precheck_argv(argv: list[str]) -> None:
     validate_override_keys(config, keys)
 
 
-def parse_config_overrides(config: ml_collections.ConfigDict, args: list[str]) -> dict:
-    """``--config.a.b=value`` flags -> {"a.b": value}, typed like the key's current value.
+def parse_config_overrides(config: ml_collections.ConfigDict, args: list[str]) -> dict[str, str]:
+    """``--config.a.b=value`` flags -> {"a.b": "value"}, every key checked against `config`.
 
-    For tools that load a saved config (no config file to hand to absl's config flags).
-    Values are read as JSON data (numbers, true/false, lists), never evaluated; a key whose
-    value is a string keeps the text as given. Unknown keys are refused with the valid ones."""
-    import json
-
+    For tools that load a saved config (no config file to hand to absl's config flags); apply
+    the texts with `common.config.set_from_text`, which types them like the field."""
     out = {}
     for arg in args:
         m = _OVERRIDE.match(arg)
@@ -57,26 +54,7 @@ def parse_config_overrides(config: ml_collections.ConfigDict, args: list[str]) -
             raise ConfigError(f"expected --config.<key>=<value>, got '{arg}'")
         out[m.group(1)] = m.group(2)[1:]
     validate_override_keys(config, list(out))
-    typed = {}
-    for dotted, text in out.items():
-        current = config
-        for part in dotted.split("."):
-            current = current[part]
-        if isinstance(current, str):
-            typed[dotted] = text
-            continue
-        try:
-            value = json.loads(text.lower() if text.lower() in ("true", "false") else text)
-        except json.JSONDecodeError:
-            value = text
-        if isinstance(current, bool) and not isinstance(value, bool):
-            raise ConfigError(f"--config.{dotted} takes true or false, got '{text}'")
-        if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(current, tuple | list) and isinstance(value, list):
-            value = tuple(value)
-        typed[dotted] = value
-    return typed
+    return out
 
 
 def quiet_library_logs() -> None:

@@ -9,7 +9,9 @@ default is None.
 
 import difflib
 import logging
+import re
 from collections.abc import Sequence
+from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
@@ -193,3 +195,66 @@ def validate_override_keys(config: ml_collections.ConfigDict, keys: Sequence[str
                     f"{', '.join(valid)}"
                 )
             node = node[part]
+
+
+# ---- setting keys from command-line text --------------------------------------------------------
+def parse_literal(text: str) -> Any:
+    """int, float, bool or string from command-line text; never evaluated as code."""
+    t = text.strip()
+    if re.fullmatch(r"[+-]?\d+", t):
+        return int(t)
+    try:
+        return float(t)
+    except ValueError:
+        pass
+    if t.lower() in ("true", "false"):
+        return t.lower() == "true"
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
+        return t[1:-1]
+    return t
+
+
+def parse_value(text: str) -> Any:
+    """A literal, or a tuple of literals written ``(a,b,...)``."""
+    t = text.strip()
+    if t.startswith("(") and t.endswith(")"):
+        inner = t[1:-1].strip()
+        return tuple(parse_literal(v) for v in inner.split(",") if v.strip()) if inner else ()
+    return parse_literal(t)
+
+
+def _field(config: ml_collections.ConfigDict, dotted: str) -> tuple[ml_collections.ConfigDict, str]:
+    validate_override_keys(config, [dotted])
+    *parents, leaf = dotted.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    return node, leaf
+
+
+def set_value(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
+    """Sets `dotted` to `value`, converted to the field's type (int -> float, scalar -> tuple)."""
+    node, leaf = _field(config, dotted)
+    current = node[leaf]
+    field_type = node.get_type(leaf) if hasattr(node, "get_type") else type(current)
+    if field_type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif field_type is tuple and not isinstance(value, tuple):
+        value = (value,)
+    elif field_type is str and not isinstance(value, str):
+        value = str(value)
+    try:
+        node[leaf] = value
+    except TypeError as e:
+        raise ConfigError(
+            f"cannot set config.{dotted}={value!r}: {e}; the field holds "
+            f"{type(current).__name__} values like {current!r}"
+        ) from e
+
+
+def set_from_text(config: ml_collections.ConfigDict, dotted: str, text: str) -> None:
+    """Sets `dotted` from command-line text: kept as given for a string field, else parsed
+    with `parse_value` (never evaluated) and converted to the field's type."""
+    node, leaf = _field(config, dotted)
+    field_type = node.get_type(leaf) if hasattr(node, "get_type") else type(node[leaf])
+    set_value(config, dotted, text if field_type is str else parse_value(text))

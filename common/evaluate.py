@@ -32,7 +32,7 @@ from jax.sharding import Mesh
 
 from common import checkpoint as ckpt_lib
 from common import parallel
-from common.config import ConfigError
+from common.config import ConfigError, set_from_text, set_value
 from common.metrics import merge_all
 from common.task import Datasets, EvalSource, EvalSummary, Task, task_class
 from common.writers import write_png
@@ -207,17 +207,14 @@ def open_run(
 def apply_overrides(
     config: ml_collections.ConfigDict, overrides: Mapping[str, Any]
 ) -> ml_collections.ConfigDict:
-    """A copy of `config` with dotted keys set; unknown keys are refused with the valid ones."""
-    from common.config import validate_override_keys
-
-    validate_override_keys(config, list(overrides))
+    """A copy of `config` with dotted keys set (text is typed like the field); unknown keys
+    are refused with the valid ones."""
     config = ml_collections.ConfigDict(config.to_dict())
     for dotted, value in overrides.items():
-        node = config
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+        if isinstance(value, str):
+            set_from_text(config, dotted, value)
+        else:
+            set_value(config, dotted, value)
     return config
 
 

@@ -30,65 +30,11 @@ from typing import Any
 
 import ml_collections
 
+from common.analyze import read_metrics
 from common.cli import load_config_file
-from common.config import ConfigError, validate_override_keys
+from common.config import ConfigError, parse_literal, parse_value, set_value
 
 _ABBREV = {"weight_decay": "wd", "dropout": "drop", "learning_rate": "lr"}
-
-
-# ---- values -----------------------------------------------------------------------------------
-def parse_literal(text: str) -> Any:
-    """int, float, bool or string from command-line text; never evaluated as code."""
-    t = text.strip()
-    if re.fullmatch(r"[+-]?\d+", t):
-        return int(t)
-    try:
-        return float(t)
-    except ValueError:
-        pass
-    if t.lower() in ("true", "false"):
-        return t.lower() == "true"
-    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
-        return t[1:-1]
-    return t
-
-
-def parse_value(text: str) -> Any:
-    """A literal, or a tuple of literals written ``(a,b,...)``."""
-    t = text.strip()
-    if t.startswith("(") and t.endswith(")"):
-        inner = t[1:-1].strip()
-        return tuple(parse_literal(v) for v in inner.split(",") if v.strip()) if inner else ()
-    return parse_literal(t)
-
-
-def _field(config: ml_collections.ConfigDict, dotted: str) -> tuple[ml_collections.ConfigDict, str]:
-    validate_override_keys(config, [dotted])
-    *parents, leaf = dotted.split(".")
-    node = config
-    for p in parents:
-        node = node[p]
-    return node, leaf
-
-
-def set_value(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
-    """Sets `dotted` to `value`, converted to the field's type (int -> float, scalar -> tuple)."""
-    node, leaf = _field(config, dotted)
-    current = node[leaf]
-    field_type = node.get_type(leaf) if hasattr(node, "get_type") else type(current)
-    if field_type is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    elif field_type is tuple and not isinstance(value, tuple):
-        value = (value,)
-    elif field_type is str and not isinstance(value, str):
-        value = str(value)
-    try:
-        node[leaf] = value
-    except TypeError as e:
-        raise ConfigError(
-            f"cannot set config.{dotted}={value!r}: {e}; the field holds "
-            f"{type(current).__name__} values like {current!r}"
-        ) from e
 
 
 def parse_grid(specs: Sequence[str]) -> list[tuple[str, list[Any]]]:
@@ -133,35 +79,32 @@ def run_name(grid, values) -> str:
 
 
 # ---- reading runs -----------------------------------------------------------------------------
-def read_jsonl(path: str) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def _num(v) -> float:
     return float(v) if isinstance(v, (int, float)) else math.nan
 
 
 def summarize_run(run_dir: str) -> dict[str, float]:
-    """The table's figures for one run, from its metrics.jsonl and final_metrics.json."""
-    records = read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
-    evals = [r for r in records if "val/accuracy" in r]
-    trains = [r for r in records if "train/accuracy" in r]
+    """The table's figures for one run, from its metrics (read by `common.analyze`) and
+    final_metrics.json. Ties go to the earlier evaluation."""
+    series = read_metrics(run_dir)
+    evals = series.get("val/accuracy", [])
     if not evals:
         raise ValueError(f"{run_dir}: metrics.jsonl has no val/accuracy records yet")
-    best_acc = max(evals, key=lambda r: (_num(r["val/accuracy"]), -r["step"]))
-    best_loss = min(evals, key=lambda r: (_num(r["val/loss"]), r["step"]))
-    train_acc = max((_num(r["train/accuracy"]) for r in trains), default=math.nan)
+    best_acc = max(evals, key=lambda p: (p.value, -p.step))
+    best_loss = min(series["val/loss"], key=lambda p: (p.value, p.step))
+    best_of = lambda key: max((p.value for p in series.get(key, [])), default=math.nan)
+    train_acc = best_of("train/accuracy")
+    last = max((p for points in series.values() for p in points), key=lambda p: p.step)
     row = {
-        "best_val_accuracy": _num(best_acc["val/accuracy"]),
-        "best_val_balanced_accuracy": max(_num(r.get("val/balanced_accuracy")) for r in evals),
-        "best_val_auroc": max(_num(r.get("val/auroc")) for r in evals),
-        "best_val_loss": _num(best_loss["val/loss"]),
-        "best_val_loss_epoch": _num(best_loss.get("epoch")),
+        "best_val_accuracy": best_acc.value,
+        "best_val_balanced_accuracy": best_of("val/balanced_accuracy"),
+        "best_val_auroc": best_of("val/auroc"),
+        "best_val_loss": best_loss.value,
+        "best_val_loss_epoch": _num(best_loss.epoch),
         "train_accuracy": train_acc,
-        "gap_points": 100 * (train_acc - _num(best_acc["val/accuracy"])),
-        "best_epoch": _num(best_acc.get("epoch")),
-        "epochs_run": _num(records[-1].get("epoch")),
+        "gap_points": 100 * (train_acc - best_acc.value),
+        "best_epoch": _num(best_acc.epoch),
+        "epochs_run": _num(last.epoch),
     }
     final = os.path.join(run_dir, "final_metrics.json")
     if os.path.isfile(final):

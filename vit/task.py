@@ -78,18 +78,20 @@ class VitTask(Task):
         return self.model.init({"params": rng}, augment.normalize(batch["image"]), train=False)
 
     # ---- train ------------------------------------------------------------------------------
-    def loss_fn(
-        self, params: Params, batch: Batch, rng: jax.Array, ctx: StepContext
-    ) -> tuple[jax.Array, tuple[dict[str, jax.Array], Any]]:
+    def augment_batch(
+        self, aug_rng: jax.Array, mix_rng: jax.Array, batch: Batch
+    ) -> tuple[Batch, jax.Array, jax.Array]:
+        """The on-device training input: repeated augmentation, crop/flip/policy/erasing,
+        label smoothing, Mixup/CutMix. Returns (the batch after repetition, images, soft
+        targets); `vit.bench_augment` times exactly this."""
         aug = self.config.augment
-        k_aug, k_mix, k_dropout = jax.random.split(rng, 3)
         batch = repeat_examples(batch, int(aug.repeated_aug))
-        images = augment.train_images(k_aug, batch["image"], aug)
+        images = augment.train_images(aug_rng, batch["image"], aug)
         targets = losses.smooth_labels(
             batch["label"], self.num_classes, float(self.config.label_smoothing)
         )
         images, targets = mixing.mix_batch(
-            k_mix,
+            mix_rng,
             images,
             targets,
             mixup_alpha=float(aug.mixup_alpha),
@@ -97,6 +99,13 @@ class VitTask(Task):
             mix_prob=float(aug.mix_prob),
             switch_prob=float(aug.switch_prob),
         )
+        return batch, images, targets
+
+    def loss_fn(
+        self, params: Params, batch: Batch, rng: jax.Array, ctx: StepContext
+    ) -> tuple[jax.Array, tuple[dict[str, jax.Array], Any]]:
+        k_aug, k_mix, k_dropout = jax.random.split(rng, 3)
+        batch, images, targets = self.augment_batch(k_aug, k_mix, batch)
         logits = self.model.apply(
             {"params": params}, images, train=True, rngs={"dropout": k_dropout}
         )

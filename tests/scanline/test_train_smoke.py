@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import configs.scanline as cfgmod
+from common import config as config_lib
 from common.checkpoint import load_run
 from common.evaluate import evaluate_run
 from common.train import train_and_evaluate
@@ -80,20 +81,20 @@ def test_two_point_sweep_table(tmp_path, smoke_data_dir):
 
 
 def test_grid_parsing_is_literal_only():
-    assert sweep.parse_literal("0") == 0 and sweep.parse_literal("0.05") == 0.05
-    assert sweep.parse_literal("true") is True and sweep.parse_literal("lrcn") == "lrcn"
-    assert sweep.parse_literal("__import__('os')") == "__import__('os')"  # a string, not code
-    assert sweep.parse_value("(16,32)") == (16, 32)
+    assert config_lib.parse_literal("0") == 0 and config_lib.parse_literal("0.05") == 0.05
+    assert config_lib.parse_literal("true") is True and config_lib.parse_literal("lrcn") == "lrcn"
+    assert config_lib.parse_literal("__import__('os')") == "__import__('os')"  # a string, not code
+    assert config_lib.parse_value("(16,32)") == (16, 32)
     grid = sweep.parse_grid(["optim.weight_decay=0,0.01", "model.dropout=0.1,0.2"])
     assert len(sweep.grid_points(grid, None)) == 4
     assert sweep.grid_points(grid, ["0.01,0.1"]) == [(0.01, 0.1)]
     with pytest.raises(sweep.ConfigError, match="not on the grid"):
         sweep.grid_points(grid, ["0.5,0.1"])
     c = cfgmod.get_config("smoke")
-    sweep.set_value(c, "optim.weight_decay", 0)
+    config_lib.set_value(c, "optim.weight_decay", 0)
     assert isinstance(c.optim.weight_decay, float)
     with pytest.raises(sweep.ConfigError, match="unknown config key"):
-        sweep.set_value(c, "optim.wieght_decay", 0.1)
+        config_lib.set_value(c, "optim.wieght_decay", 0.1)
 
 
 def test_timestamped_workdir(monkeypatch):

@@ -270,3 +270,11 @@ def test_label_smoothing_against_a_hand_computation():
     np.testing.assert_allclose(per[0], 0.9 * 0.24131 + 0.1 * (2.24131 - 0.5), rtol=1e-4)
     with pytest.raises(ValueError, match="label_smoothing"):
         losses.smooth_labels(labels, 3, 1.0)
+
+
+def test_augmentation_benchmark_times_the_tasks_own_augmentation():
+    from common.cli import load_config_file
+    from vit.bench_augment import benchmark
+
+    record = benchmark(load_config_file("configs/vit.py:smoke"), steps=1)
+    assert record["global_batch"] == 32 and record["augment_ms_per_batch"] > 0
