@@ -18,7 +18,7 @@ Evaluation (`eval_step`) uses fixed noise and a stratified grid of t per batch r
 ``val/mse`` (the checkpoint metric) is deterministic. Every ``config.sample.every_epochs``
 epochs `on_epoch_end` samples fixed validation formulas with the EMA params (the loop hands
 them to hooks) and returns a grid of [generated | ground truth] pairs plus quick scores
-(`mathart.evaluate`); the loop writes it to TensorBoard and as PNG.
+(`mathart.image_metrics`); the loop writes it to TensorBoard and as PNG.
 """
 
 import logging
@@ -33,55 +33,14 @@ from clu import metrics as clu_metrics
 
 from common.config import due, steps_from
 from common.data import ArrayEvalSource, ArraySource
-from common.precision import compute_dtype
 from common.task import Datasets, EvalSummary, HookContext, HookResult, StepContext, Task
-from mathart import diffusion, input_pipeline, losses, transfer
-from mathart import evaluate as eval_lib
-from mathart.dataset import FAMILIES
+from mathart import diffusion, image_metrics, input_pipeline, losses, transfer
 from mathart.formula import Tokenizer
-from mathart.models import MathArtDenoiser
+from mathart.generate import build_generator, pair_grid, to_uint8, upscale
+from mathart.models import MathArtDenoiser, build_model, forward_flops, num_families_of
 from mathart.models import vgg16 as vgg_lib
-from mathart.sample import build_generator, pair_grid, to_uint8, upscale
 
 PERCEPTUAL = ("auto", "structural", "vgg16")
-
-
-def num_families_of(config: ml_collections.ConfigDict) -> int:
-    """Classes of the family head: the procedural families when the head is on, else 0."""
-    if config.data.source == "procedural" and config.loss.family_weight > 0:
-        return len(FAMILIES)
-    return 0
-
-
-def build_model(
-    config: ml_collections.ConfigDict, num_families: int, dtype: Any = None
-) -> MathArtDenoiser:
-    """The network described by ``config.model`` (sizes) and the compute dtype."""
-    m = config.model
-    return MathArtDenoiser(
-        vocab_size=m.vocab_size,
-        max_formula_tokens=m.max_formula_tokens,
-        encoder_width=m.embedding_dim,
-        encoder_layers=m.num_layers,
-        encoder_heads=m.num_heads,
-        encoder_mlp_dim=m.mlp_size,
-        base_channels=m.base_channels,
-        channel_mult=tuple(m.channel_mult),
-        num_res_blocks=m.num_res_blocks,
-        time_embed_dim=m.time_emb_dim,
-        cross_attention_scales=tuple(m.cross_attention_scales),
-        self_attention_scales=tuple(m.self_attention_scales),
-        extra_skip_scales=tuple(m.extra_skip_scales),
-        patch_size=m.patch_size,
-        num_attention_heads=m.attention_heads,
-        norm_groups=m.norm_groups,
-        style_dim=input_pipeline.STYLE_DIM,
-        num_families=num_families,
-        remat=m.remat,
-        self_condition=config.diffusion.self_condition,
-        full_res_channels=m.full_res_channels,
-        dtype=compute_dtype(config) if dtype is None else dtype,
-    )
 
 
 def tokenizer_from_meta(meta: dict) -> Tokenizer:
@@ -417,7 +376,7 @@ class MathArtTask(Task):
             split = val.take(idx)
             self._grid = {
                 "split": split,
-                "candidates": eval_lib.retrieval_candidates(
+                "candidates": image_metrics.retrieval_candidates(
                     split, self.config.data.image_size, self.config.sample.retrieval_k
                 ),
             }
@@ -442,7 +401,7 @@ class MathArtTask(Task):
         )
         generated = to_uint8(images)
         truth = split.arrays["image"]
-        scores = eval_lib.score(generated, truth, grid["candidates"])
+        scores = image_metrics.score(generated, truth, grid["candidates"])
         picture = upscale(pair_grid(generated, truth), self.config.sample.grid_upscale)
         return HookResult(
             images={"samples/generated_vs_truth": picture},
@@ -458,75 +417,3 @@ class MathArtTask(Task):
         d = self.config.diffusion
         extra = d.self_condition_prob if d.self_condition else 0.0
         return (3.0 + extra) * forward_flops(self.config)
-
-
-def forward_flops(config: ml_collections.ConfigDict) -> float:
-    """Forward FLOPs of one example (2 per multiply-add), counting convolutions, dense layers
-    and attention products of the encoder and U-Net; norms and activations are left out."""
-    m = config.model
-    length, d = m.max_formula_tokens, m.embedding_dim
-    flops = (
-        m.num_layers
-        * 2
-        * (4 * length * d * d + 2 * length * length * d + 2 * length * d * m.mlp_size)
-    )
-    ctx = length + 1  # formula tokens + the style token
-    side = config.data.image_size // m.patch_size
-    conv = lambda hw, k, cin, cout: 2 * hw * k * k * cin * cout
-
-    def res(hw, cin, cout):
-        return (
-            conv(hw, 3, cin, cout)
-            + conv(hw, 3, cout, cout)
-            + (conv(hw, 1, cin, cout) if cin != cout else 0)
-        )
-
-    def attn(hw, c, self_attn):
-        f = 2 * hw * c * c * 2  # proj_in, proj_out
-        if self_attn:
-            f += 2 * (4 * hw * c * c + 2 * hw * hw * c)
-        f += 2 * (
-            2 * hw * c * c + 2 * ctx * d * c + 2 * hw * ctx * c
-        )  # cross: q, out, k, v, qk, av
-        return f + 2 * hw * c * 8 * c  # MLP 4x
-
-    scales = [m.patch_size * 2**i for i in range(len(m.channel_mult))]
-    chans = [m.base_channels * k for k in m.channel_mult]
-    in_channels = 6 if config.diffusion.self_condition else 3  # x_t (+ the x0 estimate)
-    flops += conv(side * side, 3, in_channels * m.patch_size**2, m.base_channels)  # conv_in
-    flops += conv(side * side, 3, 3 * m.patch_size**2, m.base_channels)  # conv_out
-    if m.full_res_channels:  # to_full_res, then full_res_conv and full_res_out
-        width, full = m.full_res_channels, config.data.image_size**2
-        flops += conv(side * side, 3, m.base_channels, width * m.patch_size**2)
-        flops += conv(full, 3, width + in_channels, width) + conv(full, 3, width, 3)
-    skips, c = [m.base_channels], m.base_channels
-    for i, (s, ch) in enumerate(zip(scales, chans)):
-        hw = (side >> i) ** 2
-        for _ in range(m.num_res_blocks):
-            flops += res(hw, c, ch) + (
-                attn(hw, ch, s in m.self_attention_scales) if s in m.cross_attention_scales else 0
-            )
-            c = ch
-            skips.append(c)
-        if i < len(scales) - 1:
-            flops += conv(hw // 4, 3, c, c)
-            skips.append(c)
-    hw = (side >> (len(scales) - 1)) ** 2
-    flops += 2 * res(hw, c, c) + (
-        attn(hw, c, scales[-1] in m.self_attention_scales)
-        if scales[-1] in m.cross_attention_scales
-        else 0
-    )
-    for i in reversed(range(len(scales))):
-        hw = (side >> i) ** 2
-        for _ in range(m.num_res_blocks + 1):
-            cin = c + skips.pop()
-            flops += res(hw, cin, chans[i]) + (
-                attn(hw, chans[i], scales[i] in m.self_attention_scales)
-                if scales[i] in m.cross_attention_scales
-                else 0
-            )
-            c = chans[i]
-        if i > 0:
-            flops += conv(hw * 4, 3, c, c)
-    return float(flops)

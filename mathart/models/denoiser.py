@@ -1,6 +1,6 @@
 """The full network: formula encoder + conditional U-Net + a style embedding + a learned
 "no formula" condition and an optional formula-family head. Built by
-`mathart.task.build_model` from ``config.model``.
+`mathart.models.build_model` from ``config.model``.
 
 The condition the U-Net sees is the formula's token embeddings plus one extra token for the
 drawing style (palette, background, line width: `mathart.input_pipeline.style_features`), and

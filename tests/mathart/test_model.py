@@ -235,7 +235,7 @@ def test_runs_saved_before_self_conditioning_existed_still_build():
     saved before ``diffusion.self_condition`` existed gets today's default (off)."""
     from common.config import fill_missing
     from configs.mathart import get_config
-    from mathart.task import build_model
+    from mathart.models import build_model
 
     old = get_config("smoke")
     del old.diffusion["self_condition"], old.diffusion["self_condition_prob"]
@@ -310,3 +310,35 @@ def test_self_conditioned_training_sees_its_own_estimate_without_a_gradient_thro
     zero_value = loss_given(params, lambda p: jnp.zeros_like(x_t))
     np.testing.assert_allclose(traced(params, jnp.array(False)), zero_value, rtol=1e-5)
     assert abs(float(zero_value) - float(value)) > 1e-6
+
+
+@pytest.mark.parametrize(
+    "profile,changes",
+    [("smoke", {}), ("tiny32_cpu", {}), ("smoke", {"diffusion.self_condition": True})],
+)
+def test_analytic_flops_match_xla(profile, changes):
+    """`forward_flops` (MFU in common.bench) against XLA's count of one forward pass of the
+    denoiser a profile builds (XLA also counts norms, activations and softmax, which the
+    analytic count leaves out)."""
+    from configs.mathart import get_config
+    from mathart.input_pipeline import STYLE_DIM
+    from mathart.models import build_model, forward_flops
+
+    config = get_config(profile)
+    for dotted, value in changes.items():
+        section, key = dotted.split(".")
+        config[section][key] = value
+    model = build_model(config, num_families=0, dtype=jnp.float32)
+    r, length = config.data.image_size, config.model.max_formula_tokens
+    x = jnp.zeros((1, r, r, 3))
+    t = jnp.ones((1,))
+    tokens = jnp.ones((1, length), jnp.int32)
+    style = jnp.zeros((1, STYLE_DIM))
+    drop = jnp.zeros((1,), bool)
+    x0 = x if config.diffusion.self_condition else None
+    args = (x, t, tokens, tokens != 0, style, drop, x0)
+    params = jax.eval_shape(lambda: model.init(jax.random.key(0), *args))
+    fwd = jax.jit(lambda p: model.apply(p, *args))
+    xla = fwd.lower(params).cost_analysis()["flops"]
+    ratio = forward_flops(config) / xla
+    assert 0.9 < ratio < 1.02, ratio

@@ -4,9 +4,9 @@ host-side helpers of the input pipeline and sample grids."""
 import numpy as np
 import pytest
 
-from mathart import evaluate
+from mathart import image_metrics as evaluate
+from mathart.generate import pair_grid, tile, to_uint8
 from mathart.input_pipeline import STYLE_DIM, style_features
-from mathart.sample import pair_grid, tile, to_uint8
 
 S = 16
 

@@ -1,0 +1,136 @@
+"""Building the mathart network from a config, and its analytic FLOP count (for MFU in
+`common.bench`; cross-checked against XLA's count in the tests)."""
+
+from typing import Any
+
+import ml_collections
+
+from common.precision import compute_dtype
+from mathart.dataset import FAMILIES
+from mathart.input_pipeline import STYLE_DIM
+from mathart.models.denoiser import MathArtDenoiser
+
+
+def num_families_of(config: ml_collections.ConfigDict) -> int:
+    """Classes of the family head: the procedural families when the head is on, else 0."""
+    if config.data.source == "procedural" and config.loss.family_weight > 0:
+        return len(FAMILIES)
+    return 0
+
+
+def build_model(
+    config: ml_collections.ConfigDict, num_families: int, dtype: Any = None
+) -> MathArtDenoiser:
+    """The network described by ``config.model`` (sizes) and the compute dtype."""
+    m = config.model
+    return MathArtDenoiser(
+        vocab_size=m.vocab_size,
+        max_formula_tokens=m.max_formula_tokens,
+        encoder_width=m.embedding_dim,
+        encoder_layers=m.num_layers,
+        encoder_heads=m.num_heads,
+        encoder_mlp_dim=m.mlp_size,
+        base_channels=m.base_channels,
+        channel_mult=tuple(m.channel_mult),
+        num_res_blocks=m.num_res_blocks,
+        time_embed_dim=m.time_emb_dim,
+        cross_attention_scales=tuple(m.cross_attention_scales),
+        self_attention_scales=tuple(m.self_attention_scales),
+        extra_skip_scales=tuple(m.extra_skip_scales),
+        patch_size=m.patch_size,
+        num_attention_heads=m.attention_heads,
+        norm_groups=m.norm_groups,
+        style_dim=STYLE_DIM,
+        num_families=num_families,
+        remat=m.remat,
+        self_condition=config.diffusion.self_condition,
+        full_res_channels=m.full_res_channels,
+        dtype=compute_dtype(config) if dtype is None else dtype,
+    )
+
+
+def _taps(n: int, k: int, stride: int = 1) -> int:
+    """Kernel taps that land inside an n-long input, summed over the output positions of a
+    SAME-padded convolution: taps on padding multiply zeros, and XLA does not count them
+    (at the 4x4 level of a 32-pixel U-Net they are a third of a 3x3 conv's taps)."""
+    out = -(-n // stride)
+    lo = max((out - 1) * stride + k - n, 0) // 2
+    return sum(0 <= o * stride - lo + j < n for o in range(out) for j in range(k))
+
+
+def forward_flops(config: ml_collections.ConfigDict) -> float:
+    """Forward FLOPs of one example (2 per multiply-add), counting convolutions (taps inside
+    the image only), dense layers and attention products of the encoder and U-Net; norms,
+    activations and the softmax are left out."""
+    m = config.model
+    length, d = m.max_formula_tokens, m.embedding_dim
+    flops = (
+        m.num_layers
+        * 2
+        * (4 * length * d * d + 2 * length * length * d + 2 * length * d * m.mlp_size)
+    )
+    ctx = length + 1  # formula tokens + the style token
+    side = config.data.image_size // m.patch_size
+
+    def conv(n, k, cin, cout, stride=1):  # n: input side (square feature maps)
+        return 2 * _taps(n, k, stride) ** 2 * cin * cout
+
+    def res(n, cin, cout):
+        return (
+            conv(n, 3, cin, cout)
+            + conv(n, 3, cout, cout)
+            + (conv(n, 1, cin, cout) if cin != cout else 0)
+        )
+
+    def attn(n, c, self_attn):
+        hw = n * n
+        f = 2 * hw * c * c * 2  # proj_in, proj_out
+        if self_attn:
+            f += 2 * (4 * hw * c * c + 2 * hw * hw * c)
+        f += 2 * (
+            2 * hw * c * c + 2 * ctx * d * c + 2 * hw * ctx * c
+        )  # cross: q, out, k, v, qk, av
+        return f + 2 * hw * c * 8 * c  # MLP 4x
+
+    scales = [m.patch_size * 2**i for i in range(len(m.channel_mult))]
+    chans = [m.base_channels * k for k in m.channel_mult]
+    in_channels = 6 if config.diffusion.self_condition else 3  # x_t (+ the x0 estimate)
+    flops += conv(side, 3, in_channels * m.patch_size**2, m.base_channels)  # conv_in
+    flops += conv(side, 3, m.base_channels, 3 * m.patch_size**2)  # conv_out
+    if m.full_res_channels:  # to_full_res, then full_res_conv and full_res_out
+        width, full = m.full_res_channels, config.data.image_size
+        flops += conv(side, 3, m.base_channels, width * m.patch_size**2)
+        flops += conv(full, 3, width + in_channels, width) + conv(full, 3, width, 3)
+    skips, c = [m.base_channels], m.base_channels
+    for i, (s, ch) in enumerate(zip(scales, chans)):
+        n = side >> i
+        for _ in range(m.num_res_blocks):
+            flops += res(n, c, ch) + (
+                attn(n, ch, s in m.self_attention_scales) if s in m.cross_attention_scales else 0
+            )
+            c = ch
+            skips.append(c)
+        if i < len(scales) - 1:
+            flops += conv(n, 3, c, c, stride=2)  # Downsample
+            skips.append(c)
+    n = side >> (len(scales) - 1)
+    flops += 2 * res(n, c, c) + (
+        attn(n, c, scales[-1] in m.self_attention_scales)
+        if scales[-1] in m.cross_attention_scales
+        else 0
+    )
+    for i in reversed(range(len(scales))):
+        n = side >> i
+        for _ in range(m.num_res_blocks + 1):
+            cin = c + skips.pop()
+            flops += res(n, cin, chans[i]) + (
+                attn(n, chans[i], scales[i] in m.self_attention_scales)
+                if scales[i] in m.cross_attention_scales
+                else 0
+            )
+            c = chans[i]
+        if scales[i] in m.extra_skip_scales:
+            flops += conv(n, 1, 3, c)  # the pooled noisy input's 1x1 conv
+        if i > 0:
+            flops += conv(2 * n, 3, c, c)  # Upsample: nearest resize, then a conv
+    return float(flops)
