@@ -25,6 +25,11 @@ Contract, in the order the loop uses it:
    sample grids; ``state_dict``/``load_state_dict`` persist host-side controller state in every
    checkpoint; ``init_from_params`` maps params from another run (``config.init_from``).
 
+Every family lays its code out alike: ``<family>.input_pipeline.build_datasets(config)`` returns
+the `Datasets` its ``Task.datasets`` hands the loop, ``<family>.model.build_model(config, ...)``
+builds its Flax module (``Task.model``), and ``config.task`` names the Task class
+(`task_class`), which training, `common.bench` and `common.evaluate` all build.
+
 Everything is keyed by strings so metrics land in TensorBoard and ``metrics.jsonl`` as
 ``train/<name>``, ``<split>/<name>`` and ``final/<split>/<name>``.
 """
@@ -148,6 +153,9 @@ class Task:
     # Metric that picks the best checkpoint: (key as logged, "max" | "min").
     # `config.best_metric` / `config.best_mode`, when set, override it.
     best_metric: ClassVar[tuple[str, str]] = ("val/loss", "min")
+    # The family's Flax module, from `<family>.model.build_model`: what its loss and eval step
+    # apply, and what a tool that applies the trained model (sampling, analysis) should use.
+    model: Any = None
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config

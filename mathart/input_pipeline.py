@@ -26,6 +26,8 @@ import os
 import ml_collections
 import numpy as np
 
+from common.data import ArrayEvalSource, ArraySource
+from common.task import Datasets
 from mathart.dataset import build_arrays, load_jsonl
 from mathart.formula import Tokenizer
 from mathart.render import Style
@@ -247,3 +249,17 @@ def load_eval_split(
     if num is not None:
         raw = {k: v[:num] for k, v in raw.items()}
     return encode_split(raw, tokenizer, config.model.max_formula_tokens)
+
+
+def build_datasets(config: ml_collections.ConfigDict, data: MathArtData | None = None) -> Datasets:
+    """The loop's sources: shuffled train rows, val (evaluated periodically) and, for
+    procedural data, test; `data`: what `load_data(config)` returned, when the caller has it."""
+    d = load_data(config) if data is None else data
+    evals = {"val": ArrayEvalSource(d.val.arrays)}
+    if d.test is not None:
+        evals["test"] = ArrayEvalSource(d.test.arrays)
+    return Datasets(
+        train=ArraySource(d.train.arrays, seed=config.seed),
+        eval=evals,
+        periodic_eval_splits=("val",),
+    )

@@ -32,7 +32,6 @@ import numpy as np
 from clu import metrics as clu_metrics
 
 from common.config import due, steps_from
-from common.data import ArrayEvalSource, ArraySource
 from common.task import Datasets, EvalSummary, HookContext, HookResult, StepContext, Task
 from mathart import diffusion, image_metrics, input_pipeline, losses, transfer
 from mathart.formula import Tokenizer
@@ -160,15 +159,7 @@ class MathArtTask(Task):
         return self._data
 
     def datasets(self) -> Datasets:
-        d = self.data()
-        evals = {"val": ArrayEvalSource(d.val.arrays)}
-        if d.test is not None:
-            evals["test"] = ArrayEvalSource(d.test.arrays)
-        return Datasets(
-            train=ArraySource(d.train.arrays, seed=self.config.seed),
-            eval=evals,
-            periodic_eval_splits=("val",),
-        )
+        return input_pipeline.build_datasets(self.config, self.data())
 
     def synthetic_batch(self, global_batch_size: int, rng: np.random.Generator) -> dict:
         """Random batch of the real shapes (for `common.bench` without rendering a dataset)."""

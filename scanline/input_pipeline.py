@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import ml_collections
 import numpy as np
 
+from common.data import ArrayEvalSource, ArraySource
+from common.task import Datasets
 from scanline import loaders, synth
 
 
@@ -240,3 +242,16 @@ def build_splits(config: ml_collections.ConfigDict) -> Splits:
         np.round(weights, 3).tolist(),
     )
     return Splits(arrays=out, class_names=names, class_weights=weights, train_counts=counts)
+
+
+def build_datasets(config: ml_collections.ConfigDict, splits: Splits | None = None) -> Datasets:
+    """The loop's sources: shuffled train images, val (evaluated periodically) and test;
+    `splits`: what `build_splits(config)` returned, when the caller has it."""
+    s = build_splits(config) if splits is None else splits
+    keep = ("image", "label")
+    arrays = {name: {k: a[k] for k in keep} for name, a in s.arrays.items()}
+    return Datasets(
+        train=ArraySource(arrays["train"], seed=config.seed),
+        eval={"val": ArrayEvalSource(arrays["val"]), "test": ArrayEvalSource(arrays["test"])},
+        periodic_eval_splits=("val",),
+    )

@@ -25,7 +25,6 @@ import numpy as np
 from clu import metrics as clu_metrics
 
 from common import plots, stats
-from common.data import ArrayEvalSource, ArraySource
 from common.precision import compute_dtype
 from common.task import Datasets, EvalSummary, StepContext, Task
 from scanline import input_pipeline
@@ -70,14 +69,7 @@ class ScanlineTask(Task):
         return self._splits
 
     def datasets(self) -> Datasets:
-        s = self.splits
-        keep = ("image", "label")
-        arrays = {name: {k: a[k] for k in keep} for name, a in s.arrays.items()}
-        return Datasets(
-            train=ArraySource(arrays["train"], seed=self.config.seed),
-            eval={"val": ArrayEvalSource(arrays["val"]), "test": ArrayEvalSource(arrays["test"])},
-            periodic_eval_splits=("val",),
-        )
+        return input_pipeline.build_datasets(self.config, self.splits)
 
     @property
     def num_lines(self) -> int:

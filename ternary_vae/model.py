@@ -14,7 +14,9 @@ construction. Used by `ternary_vae.task`.
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
+from common.precision import compute_dtype
 from ternary_vae import hyperbolic
 from ternary_vae.ternary import NUM_TRITS
 
@@ -174,3 +176,20 @@ class TernaryVAE(nn.Module):
             "logits_mean": self.decoder(mu_a, train=train),
             "logits_hyp": self.decoder(hyperbolic.log_map_zero(z_a, self.curvature), train=train),
         }
+
+
+def build_model(config: ml_collections.ConfigDict) -> TernaryVAE:
+    m = config.model
+    return TernaryVAE(
+        latent_dim=m.latent_dim,
+        hidden_dim=m.hidden_dim,
+        encoder_widths=tuple(m.encoder_widths),
+        decoder_widths=tuple(m.decoder_widths),
+        dropout=m.dropout,
+        logvar_min=m.logvar_min,
+        logvar_max=m.logvar_max,
+        first_bias_std=m.get("first_bias_std", 0.0),
+        max_radius=m.max_radius,
+        curvature=m.curvature,
+        dtype=compute_dtype(config),
+    )

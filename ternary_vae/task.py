@@ -27,12 +27,11 @@ import numpy as np
 from clu import metrics as clu_metrics
 
 from common.config import ConfigError
-from common.precision import compute_dtype
 from common.task import Batch, Datasets, EvalSummary, HookContext, HookResult, StepContext, Task
 from ternary_vae import hyperbolic, input_pipeline, losses, metrics
 from ternary_vae.curriculum import Curriculum
 from ternary_vae.homeostasis import Homeostasis, HomeostasisConfig
-from ternary_vae.model import TernaryVAE
+from ternary_vae.model import TernaryVAE, build_model
 from ternary_vae.ternary import NUM_LEVELS
 
 STAGE_VAE = "vae"
@@ -51,23 +50,6 @@ class EvalOutputs(clu_metrics.Collection):
     """Per-operation outputs of one eval batch; `summarize_eval` computes every metric."""
 
     outputs: clu_metrics.CollectingMetric.from_outputs(OUTPUT_NAMES)
-
-
-def build_model(config: ml_collections.ConfigDict) -> TernaryVAE:
-    m = config.model
-    return TernaryVAE(
-        latent_dim=m.latent_dim,
-        hidden_dim=m.hidden_dim,
-        encoder_widths=tuple(m.encoder_widths),
-        decoder_widths=tuple(m.decoder_widths),
-        dropout=m.dropout,
-        logvar_min=m.logvar_min,
-        logvar_max=m.logvar_max,
-        first_bias_std=m.get("first_bias_std", 0.0),
-        max_radius=m.max_radius,
-        curvature=m.curvature,
-        dtype=compute_dtype(config),
-    )
 
 
 class TernaryVaeTask(Task):

@@ -330,7 +330,7 @@ def split_arrays(
     }
 
 
-def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
+def build_datasets(config: ml_collections.ConfigDict) -> Datasets:
     """The task's `Datasets`: train source, "val" (periodic) and "test" (final) eval sources."""
     data = load_cifar10(config.data_dir, download=bool(config.download))
     arrays = split_arrays(

@@ -33,6 +33,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
+
+from common.precision import compute_dtype
 
 LN_EPS = 1e-6
 _dense_init = nn.initializers.truncated_normal(stddev=0.02)
@@ -225,3 +228,23 @@ def forward_macs_per_example(
     embed = n_patch * patch_size * patch_size * channels * d
     head = d * num_classes
     return num_layers * per_block + embed + head
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int = 10) -> VisionTransformer:
+    """The ViT described by ``config.model`` with the run's compute dtype (CIFAR-10: 10
+    classes)."""
+    m = config.model
+    return VisionTransformer(
+        num_classes=num_classes,
+        patch_size=int(m.patch_size),
+        embedding_dim=int(m.embedding_dim),
+        num_layers=int(m.num_layers),
+        num_heads=int(m.num_heads),
+        mlp_size=int(m.mlp_size),
+        dropout_rate=float(m.dropout_rate),
+        attention_dropout_rate=float(m.attention_dropout_rate),
+        stochastic_depth_rate=float(m.stochastic_depth_rate),
+        pool=str(m.pool),
+        scan_layers=bool(m.scan_layers),
+        dtype=compute_dtype(config),
+    )

@@ -15,29 +15,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from common.precision import compute_dtype
 from common.task import Batch, Datasets, EvalSummary, Params, StepContext, Task
 from vit import augment, eval_metrics, input_pipeline, losses, mixing
-from vit.model import VisionTransformer, forward_macs_per_example
-
-
-def build_model(config: ml_collections.ConfigDict) -> VisionTransformer:
-    """The ViT described by ``config.model`` with the run's compute dtype."""
-    m = config.model
-    return VisionTransformer(
-        num_classes=len(input_pipeline.CLASS_NAMES),
-        patch_size=int(m.patch_size),
-        embedding_dim=int(m.embedding_dim),
-        num_layers=int(m.num_layers),
-        num_heads=int(m.num_heads),
-        mlp_size=int(m.mlp_size),
-        dropout_rate=float(m.dropout_rate),
-        attention_dropout_rate=float(m.attention_dropout_rate),
-        stochastic_depth_rate=float(m.stochastic_depth_rate),
-        pool=str(m.pool),
-        scan_layers=bool(m.scan_layers),
-        dtype=compute_dtype(config),
-    )
+from vit.model import build_model, forward_macs_per_example
 
 
 def repeat_examples(batch: Batch, repeats: int) -> Batch:
@@ -64,7 +44,7 @@ class VitTask(Task):
 
     # ---- data and variables ---------------------------------------------------------------
     def datasets(self) -> Datasets:
-        return input_pipeline.make_datasets(self.config)
+        return input_pipeline.build_datasets(self.config)
 
     def synthetic_batch(self, global_batch_size: int, rng: np.random.Generator) -> Batch:
         """Random uint8 images and labels shaped like CIFAR-10 (`common.bench` without data)."""
