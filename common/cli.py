@@ -75,6 +75,23 @@ def default_workdir(config: ml_collections.ConfigDict) -> str:
     return os.path.join("runs", f"{family}_{config.profile or 'default'}")
 
 
+def check_command(task_cls: type, config: ml_collections.ConfigDict, override_keys) -> None:
+    """Refuses a command whose config names another Task (bench and evaluate build the Task
+    ``config.task`` names: training must agree), or that sets a key the config's own choices
+    make the Task ignore."""
+    from common.task import task_class
+
+    if config.get("task") and task_class(config) is not task_cls:
+        raise ConfigError(
+            f"config.task is '{config.task}' but this command trains "
+            f"{task_cls.__module__}:{task_cls.__name__}; use that family's config file"
+        )
+    ignored = task_cls.ignored_settings(config)
+    for key in override_keys:
+        if key in ignored:
+            raise ConfigError(f"--config.{key} has no effect: {ignored[key]}")
+
+
 def run(
     task_cls: type,
     *,
@@ -101,18 +118,13 @@ def run(
 
     def _main(_):
         from common import parallel  # imports jax: only after flags are parsed
-        from common.task import task_class
 
         quiet_library_logs()
         config = flags_def.config
-        named = task_class(config) if config.get("task") else task_cls
-        if named is not task_cls:
-            # bench and evaluate build the Task config.task names: training must agree.
-            print(
-                f"error: config.task is '{config.task}' but this command trains "
-                f"{task_cls.__module__}:{task_cls.__name__}; use that family's config file",
-                file=sys.stderr,
-            )
+        try:
+            check_command(task_cls, config, [m.group(1) for a in argv if (m := _OVERRIDE.match(a))])
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         # jax.distributed.initialize() must run before anything touches a device.
         parallel.maybe_initialize_distributed(config)

@@ -228,6 +228,14 @@ class Task:
         del fresh, loaded_task_state
         return loaded
 
+    @classmethod
+    def ignored_settings(cls, config: ml_collections.ConfigDict) -> dict[str, str]:
+        """Dotted config keys that `config`'s own choices make this Task ignore, each with the
+        reason (an LSTM width when the model is a Transformer). `common.cli.run` refuses them
+        on the command line, so a setting never silently does nothing."""
+        del config
+        return {}
+
     def synthetic_batch(self, global_batch_size: int, rng: np.random.Generator) -> Batch | None:
         """A random batch shaped like real training data, for `common.bench` without a
         dataset (e.g. CIFAR not downloaded yet). None: bench reads the real train source."""

@@ -102,7 +102,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # --- diffusion (mathart.diffusion)
     c.diffusion = ml_collections.ConfigDict()
     c.diffusion.timesteps = 200  # ADR TIMESTEPS
-    c.diffusion.schedule = "cosine"  # Nichol & Dhariwal (the only one implemented)
     c.diffusion.prediction = "v"  # "v" | "eps"
     c.diffusion.cond_drop_prob = 0.1  # null formula (classifier-free guidance training)
     c.diffusion.style_drop_prob = 0.1  # unknown style, so sampling without a style works

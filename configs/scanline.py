@@ -169,7 +169,9 @@ def _cpu_budget(c: ml_collections.ConfigDict, profile: str) -> None:
     c.learning_rate = 1e-3
     c.optim.warmup_epochs = 1.0
     c.early_stopping.patience = 5
-    c.model.embedding_dim, c.model.num_layers, c.model.num_heads, c.model.mlp_size = 64, 4, 4, 128
+    if profile in ("vit_cpu", "sequential_cpu"):
+        m = c.model
+        m.embedding_dim, m.num_layers, m.num_heads, m.mlp_size = 64, 4, 4, 128
     if profile == "vit_cpu":
         c.model.name = "vit"
         c.max_epochs = 14.0

@@ -24,7 +24,7 @@ model.max_radius 0.95; training.epochs 120 -> max_epochs, batch_size 512, lr 8e-
 learning_rate; scheduler mathematical_cosine (warmup_epochs 5, T_0 25, T_mult 1.5,
 eta_min 1e-6) -> optim.schedule="cosine_restarts" with optim.warmup_epochs,
 optim.restart_epochs, optim.restart_mult, optim.end_lr; encoder_a_lr_scale 0.0 and
-encoder_b_lr_scale -> optim.lr_scales; curriculum.* (30 / 50 / 20 epochs) -> curriculum.*;
+encoder_b_lr_scale 0.1 -> optim.lr_scales.encoder_a / encoder_b; curriculum.* (30 / 50 / 20 epochs) -> curriculum.*;
 homeostasis (annealing_step 0.003, annealing_patience 5) -> homeostasis.*; targets
 (coverage 1.0, hierarchy_B -0.8321, richness 0.006) -> ternary_vae/README.md. The seed's
 Q_enhanced >= 2.0 target is unreachable by its own formula; selection uses Q_B instead.
@@ -98,11 +98,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optim.restart_mult = 1.5
     c.optim.end_lr = 1e-6
     # Partial freeze (option C): encoder A and decoder frozen, B slower, projections full lr.
-    c.encoder_a_lr_scale = 0.0
-    c.encoder_b_lr_scale = 0.1
     c.optim.lr_scales = ml_collections.ConfigDict()
-    c.optim.lr_scales.encoder_a = c.get_ref("encoder_a_lr_scale")
-    c.optim.lr_scales.encoder_b = c.get_ref("encoder_b_lr_scale")
+    c.optim.lr_scales.encoder_a = 0.0  # the seed's encoder_a_lr_scale
+    c.optim.lr_scales.encoder_b = 0.1  # the seed's encoder_b_lr_scale (homeostasis unfreezes to it)
     c.optim.lr_scales.decoder = 0.0
     c.optim.lr_scales.projections = 1.0
 
@@ -179,6 +177,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.stage0.grad_clip = P(float)  # None: the summed CE's gradients are large early on
     c.stage0.target_coverage = 1.0  # stop stage 0 once reached
     c.stage0.min_epochs = 0.0
+    # What else stage 0 changes from this config (ternary_vae/two_stage.py applies it all): its
+    # own warmup-cosine schedule to 0 without weight decay, only encoder A and the decoder
+    # trained, the best checkpoint by coverage, no early stopping and no final evaluation.
+    c.stage0.schedule = "warmup_cosine"
+    c.stage0.end_lr = 0.0
+    c.stage0.weight_decay = 0.0
+    c.stage0.lr_scales = ml_collections.ConfigDict(
+        {"encoder_a": 1.0, "decoder": 1.0, "encoder_b": 0.0, "projections": 0.0}
+    )
+    c.stage0.best_metric = "val/coverage"
 
     if profile == "test_mode":
         c.max_epochs = 5.0

@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from common.flops import same_conv_outputs, same_conv_taps
+
 Dtype = Any
 
 
@@ -298,6 +300,43 @@ class LRCN(nn.Module):
 
 MODELS = {"vit": ScanLineEncoder, "sequential": SequentialScanLineEncoder, "lrcn": LRCN}
 
+# The config.model settings each architecture reads; the others ignore them.
+_TRANSFORMERS = ("vit", "sequential")
+READ_BY = {
+    "tokenizer": _TRANSFORMERS,
+    "tokenizer_channels": _TRANSFORMERS,
+    "tokenizer_stride": _TRANSFORMERS,
+    "embedding_dim": _TRANSFORMERS,
+    "num_layers": _TRANSFORMERS,
+    "num_heads": _TRANSFORMERS,
+    "mlp_size": _TRANSFORMERS,
+    "attention_dropout": _TRANSFORMERS,
+    "window": ("sequential",),
+    "progressive_weight": ("sequential", "lrcn"),  # models with a read-out per line or window
+    "progressive_from_line": ("sequential", "lrcn"),
+    "lrcn_window": ("lrcn",),
+    "lrcn_stride": ("lrcn",),
+    "cnn_channels": ("lrcn",),
+    "lstm_size": ("lrcn",),
+}
+
+
+def ignored_settings(cfg: ml_collections.ConfigDict) -> dict[str, str]:
+    """``model.<key>`` -> why the model ``cfg`` (config.model) describes does not read it."""
+    out = {
+        f"model.{key}": f"only the {' and '.join(names)} model{'s' * (len(names) > 1)} "
+        f"{'read' if len(names) > 1 else 'reads'} it and config.model.name is '{cfg.name}'"
+        for key, names in READ_BY.items()
+        if cfg.name not in names
+    }
+    if cfg.name in _TRANSFORMERS and cfg.tokenizer != "cnn":
+        for key in ("tokenizer_channels", "tokenizer_stride"):
+            out.setdefault(
+                f"model.{key}",
+                f"only the cnn tokenizer reads it and model.tokenizer is '{cfg.tokenizer}'",
+            )
+    return out
+
 
 def build_model(cfg: ml_collections.ConfigDict, num_classes: int, dtype: Dtype) -> nn.Module:
     """The model named by ``cfg.name`` (config.model)."""
@@ -327,16 +366,6 @@ def forward_macs(cfg: ml_collections.ConfigDict, num_lines: int, line_length: in
     Training FLOPs ~ 3 x 2 x this (forward + backward).
     """
 
-    def conv_out(n: int, stride: int) -> int:  # SAME padding
-        return -(-n // stride)
-
-    def taps(n: int, kk: int, stride: int) -> int:
-        """Sum over SAME-padded outputs of the kernel taps that land inside the input."""
-        out = conv_out(n, stride)
-        before = max((out - 1) * stride + kk - n, 0) // 2
-        starts = np.arange(out) * stride - before
-        return int(np.clip(np.minimum(starts + kk, n) - np.maximum(starts, 0), 0, None).sum())
-
     def tokenizer_macs() -> int:
         d = cfg.embedding_dim
         if cfg.tokenizer == "linear":
@@ -346,8 +375,8 @@ def forward_macs(cfg: ml_collections.ConfigDict, num_lines: int, line_length: in
         n, cin, total = line_length, 1, 0
         for i, (width, kk) in enumerate(zip(widths, kernels)):
             stride = cfg.tokenizer_stride if i == 0 else 1
-            total += taps(n, kk, stride) * cin * width
-            n, cin = conv_out(n, stride), width
+            total += same_conv_taps(n, kk, stride) * cin * width
+            n, cin = same_conv_outputs(n, stride), width
         return total
 
     if cfg.name in ("vit", "sequential"):
@@ -361,9 +390,9 @@ def forward_macs(cfg: ml_collections.ConfigDict, num_lines: int, line_length: in
             for layer in range(2):
                 first = block == 0 and layer == 0
                 stride, kk = (2, 7) if first else (1, 3)
-                total += taps(h, kk, stride) * taps(w, kk, stride) * cin * width
-                h, w, cin = conv_out(h, stride), conv_out(w, stride), width
-            h, w = conv_out(h, 2), conv_out(w, 2)
+                total += same_conv_taps(h, kk, stride) * same_conv_taps(w, kk, stride) * cin * width
+                h, w, cin = same_conv_outputs(h, stride), same_conv_outputs(w, stride), width
+            h, w = same_conv_outputs(h, 2), same_conv_outputs(w, 2)
         feats, hid = h * w * cin, cfg.lstm_size
         p = len(window_starts(cfg, num_lines))
         return p * (total + 4 * (feats + hid) * hid + hid * k)

@@ -56,6 +56,10 @@ class ScanlineTask(Task):
 
     best_metric = ("val/balanced_accuracy", "max")
 
+    @classmethod
+    def ignored_settings(cls, config) -> dict[str, str]:
+        return model_lib.ignored_settings(config.model)
+
     def __init__(self, config):
         super().__init__(config)
         self._splits: input_pipeline.Splits | None = None

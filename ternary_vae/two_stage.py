@@ -37,17 +37,15 @@ def stage0_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
         c.learning_rate = s0.learning_rate
         c.max_epochs = s0.max_epochs
         c.max_steps = s0.max_steps  # steps win over epochs when set (smoke tests)
-        c.optim.schedule = "warmup_cosine"
+        c.optim.schedule = s0.schedule
         c.optim.warmup_epochs = s0.warmup_epochs
         c.optim.warmup_steps = None
-        c.optim.end_lr = 0.0
-        c.optim.weight_decay = 0.0
+        c.optim.end_lr = s0.end_lr
+        c.optim.weight_decay = s0.weight_decay
         c.optim.grad_clip = s0.grad_clip
-        c.optim.lr_scales = ml_collections.ConfigDict(
-            {"encoder_a": 1.0, "decoder": 1.0, "encoder_b": 0.0, "projections": 0.0}
-        )
+        c.optim.lr_scales = ml_collections.ConfigDict(s0.lr_scales.to_dict())
         c.final_eval_splits = ()
-        c.best_metric = "val/coverage"
+        c.best_metric = s0.best_metric
         c.best_mode = "max"
         c.early_stopping.patience = 0
         if s0.max_steps is not None:  # a few steps (smoke): evaluate once, at the end

@@ -5,6 +5,7 @@ from typing import Any
 
 import ml_collections
 
+from common.flops import same_conv_taps
 from common.precision import compute_dtype
 from mathart.dataset import FAMILIES
 from mathart.input_pipeline import STYLE_DIM
@@ -49,15 +50,6 @@ def build_model(
     )
 
 
-def _taps(n: int, k: int, stride: int = 1) -> int:
-    """Kernel taps that land inside an n-long input, summed over the output positions of a
-    SAME-padded convolution: taps on padding multiply zeros, and XLA does not count them
-    (at the 4x4 level of a 32-pixel U-Net they are a third of a 3x3 conv's taps)."""
-    out = -(-n // stride)
-    lo = max((out - 1) * stride + k - n, 0) // 2
-    return sum(0 <= o * stride - lo + j < n for o in range(out) for j in range(k))
-
-
 def forward_flops(config: ml_collections.ConfigDict) -> float:
     """Forward FLOPs of one example (2 per multiply-add), counting convolutions (taps inside
     the image only), dense layers and attention products of the encoder and U-Net; norms,
@@ -73,7 +65,7 @@ def forward_flops(config: ml_collections.ConfigDict) -> float:
     side = config.data.image_size // m.patch_size
 
     def conv(n, k, cin, cout, stride=1):  # n: input side (square feature maps)
-        return 2 * _taps(n, k, stride) ** 2 * cin * cout
+        return 2 * same_conv_taps(n, k, stride) ** 2 * cin * cout
 
     def res(n, cin, cout):
         return (

@@ -58,3 +58,48 @@ def test_steps_from():
     assert steps_from(epochs=1.0, steps=3, steps_per_epoch=10, what="x") == 3  # steps win
     with pytest.raises(ConfigError, match="set \\*_epochs or \\*_steps"):
         steps_from(epochs=None, steps=None, steps_per_epoch=10, what="x")
+
+
+def test_training_refuses_a_config_that_names_another_task():
+    from tests.common.tiny_task import TinyTask
+    from vit.task import VitTask
+
+    config = cli.load_config_file("tests/common/tiny_config.py")
+    cli.check_command(TinyTask, config, [])
+    with pytest.raises(ConfigError, match=r"config\.task is 'tests\.common\.tiny_task:TinyTask' "):
+        cli.check_command(VitTask, config, [])
+
+
+def _leaves(config, prefix=""):
+    for key, value in config.items():
+        if hasattr(value, "items"):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key
+
+
+@pytest.mark.parametrize("family", ["vit", "scanline", "mathart", "ternary_vae"])
+def test_every_config_key_is_read_by_some_code(family):
+    """A key nothing reads is a setting that silently does nothing (or an alias of another):
+    every leaf of every profile must be named, as an attribute or a string, by some module
+    outside configs/ and tests/ that also names the key's section."""
+    import importlib
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    sources = [
+        p.read_text()
+        for p in root.rglob("*.py")
+        if p.relative_to(root).parts[0] not in ("configs", "tests", ".venv", ".whl", ".data")
+    ]
+    module = importlib.import_module(f"configs.{family}")
+    keys = {k for profile in module.PROFILES for k in _leaves(module.get_config(profile))}
+    unread = []
+    for dotted in sorted(keys):
+        *parents, leaf = dotted.split(".")
+        named = re.compile(rf"\.{leaf}\b|[\"']{leaf}[\"']")
+        section = re.compile(rf"\b{parents[-1]}\b") if parents else None
+        if not any(named.search(s) and (section is None or section.search(s)) for s in sources):
+            unread.append(dotted)
+    assert not unread, f"configs/{family}.py keys no code reads: {unread}"

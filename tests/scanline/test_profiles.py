@@ -51,3 +51,32 @@ def test_whole_scan_window_fits_any_number_of_lines():
     cfg128.lrcn_window = -1
     with pytest.raises(ValueError, match="lrcn_window must be >= 0"):
         model_lib.window_starts(cfg128, 128)
+
+
+def test_settings_an_architecture_ignores_are_named_and_refused_on_the_command_line():
+    from common import cli
+    from common.config import ConfigError
+    from scanline.task import ScanlineTask
+
+    cfg = scanline_configs.get_config("smoke")
+    cfg.model.name = "vit"
+    ignored = ScanlineTask.ignored_settings(cfg)
+    assert "lstm_size" not in ignored and ignored["model.lstm_size"] == (
+        "only the lrcn model reads it and config.model.name is 'vit'"
+    )
+    assert "model.embedding_dim" not in ignored and "model.window" in ignored
+    assert ignored["model.tokenizer_stride"].startswith("only the cnn tokenizer reads it")
+    cfg.model.name = "lrcn"
+    assert "model.lstm_size" not in ScanlineTask.ignored_settings(cfg)
+    assert "model.num_heads" in ScanlineTask.ignored_settings(cfg)
+    with pytest.raises(ConfigError, match=r"--config\.model\.num_heads has no effect: only the"):
+        cli.check_command(ScanlineTask, cfg, ["max_steps", "model.num_heads"])
+    cli.check_command(ScanlineTask, cfg, ["max_steps", "model.lstm_size"])
+    # Every profile's own settings are ones its model reads, or left at their defaults.
+    default = scanline_configs.get_config().model
+    for profile in scanline_configs.PROFILES:
+        c = scanline_configs.get_config(profile)
+        for key in ScanlineTask.ignored_settings(c):
+            leaf = key.split(".")[1]
+            if profile != "smoke":  # smoke sets every architecture's sizes for the tests
+                assert c.model[leaf] == default[leaf], (profile, key)
