@@ -4,7 +4,7 @@
     python -m ternary_vae.main --config=configs/ternary_vae.py:hierarchy_focused --workdir=W
     python -m ternary_vae.main --config=configs/ternary_vae.py:test_mode --workdir=W   # 5 epochs
     python -m ternary_vae.main --config=configs/ternary_vae.py --config.init_from=W/stage0 ...
-    python -m ternary_vae.validate            # data, valuations, metric closed forms
+    python -m ternary_vae.geometry_budget     # the numbers behind the feasibility argument
     python -m ternary_vae.analyze W           # best + latest: all metrics, PNG figures
 
 One command runs stage 0 (VAE to 100 % coverage, in W/stage0) and stage 1 (W); with

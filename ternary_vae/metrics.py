@@ -14,7 +14,7 @@ checkpoint always gets the same numbers. Hyperbolic radius r = 2*artanh(|z|) (c 
 - r_v0: mean radius of level 0; r_v9: radius of operation 0 (the only v = 9 point).
 - separation: level-mean gaps, violations of mu_{v+1} <= mu_v - margin, and overlap rates.
 
-Used by `ternary_vae.task.summarize_eval`, `ternary_vae.analyze` and `ternary_vae.validate`.
+Used by `ternary_vae.task.summarize_eval`, `ternary_vae.analyze` and `ternary_vae.geometry_budget`.
 """
 
 import itertools

@@ -5,7 +5,7 @@ shifted by -1 (digit 0 -> trit -1). The label of interest is the 3-adic valuatio
 largest k with 3^k | i, with v3(0) := 9. It equals the number of leading -1 trits.
 
 Used by the input pipeline, the losses (valuations of index differences, on device), the
-metrics (level structure) and `ternary_vae.validate`.
+metrics (level structure) and `ternary_vae.geometry_budget`.
 """
 
 import jax.numpy as jnp

@@ -28,6 +28,13 @@ def test_level_stats_and_profile_terms_by_hand():
     assert float(out["richness"]) == pytest.approx((0.0 + 0.375**2) / 3, rel=1e-5)
     # separation over consecutive present levels (0,1), (1,9): relu(mu_w - mu_u + 0.01)
     assert float(out["separation"]) == pytest.approx(0.0, abs=1e-7)
+    rng = np.random.default_rng(3)  # and against numpy on 2,000 random radii
+    r3, v3 = rng.normal(size=2000).astype(np.float32), rng.integers(0, 10, 2000)
+    n3, mean3, var3 = losses.level_stats(jnp.asarray(r3), jnp.asarray(v3), jnp.ones(2000))
+    for level in range(10):
+        m = r3[v3 == level]
+        assert n3[level] == m.size and float(mean3[level]) == pytest.approx(m.mean(), abs=1e-5)
+        assert float(var3[level]) == pytest.approx(m.var(ddof=1), abs=1e-5)
     r2 = jnp.array([1.0, 1.0, 2.0, 2.0, 3.0, 0.0])
     out2 = losses.profile_loss(r2, v, w, targets=targets, reference_var=ref, margin=0.01)
     assert float(out2["separation"]) == pytest.approx((2 - 1 + 0.01) + (3 - 2 + 0.01), rel=1e-5)
