@@ -32,7 +32,7 @@ def test_deterministic_and_worker_invariant():
 
 def test_class_shares_exact():
     p = synth.sample_parameters(10000, seed=0)
-    counts = np.bincount(synth._SUBTYPE_CLASS[p["subtype"]], minlength=4)
+    counts = np.bincount(synth.SUBTYPE_CLASS[p["subtype"]], minlength=4)
     # Largest-remainder rounding of the (renormalised) shares: within one image of the target.
     shares = np.array(synth.DEFAULT_SHARES) / sum(synth.DEFAULT_SHARES)
     assert counts.sum() == 10000
@@ -43,7 +43,7 @@ def test_scan_size_never_determines_the_class():
     """Every scan size is shared by at least two classes, and the Bayes classifier that sees
     only the scan size (the pixel period) stays far below the task's target."""
     p = synth.sample_parameters(20000, seed=0)
-    labels = synth._SUBTYPE_CLASS[p["subtype"]]
+    labels = synth.SUBTYPE_CLASS[p["subtype"]]
     bins = np.exp(np.linspace(np.log(3), np.log(30), 25))
     which = np.digitize(p["scan_nm"], bins)
     hits = np.zeros(4)
@@ -60,7 +60,9 @@ def test_scan_size_never_determines_the_class():
 
 def test_cli_writes_npz(tmp_path):
     out = tmp_path / "s.npz"
-    synth.main(["--out", str(out), "--n", "5", "--seed", "1", "--size", "32", "--workers", "1"])
+    from scanline.synth.__main__ import main
+
+    main(["--out", str(out), "--n", "5", "--seed", "1", "--size", "32", "--workers", "1"])
     with np.load(out, allow_pickle=False) as f:
         assert f["images"].shape == (5, 32, 32)
         assert list(f["class_names"]) == list(synth.CLASS_NAMES)
