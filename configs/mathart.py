@@ -19,12 +19,9 @@ Profiles:
 - ``tiny32_cpu``: the profile for 2 CPU cores: a 2x2 patchify stem (the U-Net's top level at
   16x16), 64 base channels x [1, 2, 2], cross-attention at 1/2, 1/4, 1/8, a 2-layer x 128
   encoder, batch 32, lr 1e-3 with a 200-step warm-up and cosine decay, EMA 0.999, 3 epochs of
-  36 000 formulas (3 375 steps): 68 minutes on the 2-core machine of 2026-11-22 (1.2 s per
-  step), about twice that on the slower machines of earlier days (2.2-2.5 s per step), where
-  the first measurements used 18 000 formulas (``--config.data.num_train=18000``).
-  ``tiny32`` (lr 5e-5 constant at batch 8, 96 channels at full 32x32 resolution) runs at about
-  3 examples/s on 2 cores, so an hour is 1 400 updates of 8 images at a learning rate tuned
-  for ~100 GPU epochs: far from recognisable formulas. Numbers: mathart/README.md.
+  36 000 formulas (3 375 steps), sized for about an hour on 2 cores. ``tiny32`` (lr 5e-5
+  constant at batch 8, 96 channels at full 32x32 resolution) is sized for ~100 GPU epochs and
+  learns little in a CPU hour. Measured figures: mathart/README.md.
 - ``full512``: seed 000: 512x512, formula encoder 12 layers x 768 (vocab 5000, learned
   positions), U-Net 320 x [1, 2, 4, 4] with GroupNorm 32, token cross-attention at 1/4, 1/8,
   1/16, extra skips at 1/16 and 1/32, lr 1e-4 with 2000 warm-up steps and cosine restarts every
@@ -156,10 +153,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.ema_decay = 0.999
 
     if profile == "tiny32_cpu":
-        # 2x2 patchify stem: the U-Net's top level runs at 16x16 (2.2x the examples/s of the
-        # same U-Net at 32x32 on 2 cores, `common.bench`), 3 levels at 1/2, 1/4, 1/8.
-        # 3 epochs of 36 000 formulas: 44 % of held-out formulas recognised against 40 % with
-        # 18 000 (half the steps); mathart/README.md.
+        # 2x2 patchify stem: the U-Net's top level runs at 16x16, 3 levels at 1/2, 1/4, 1/8
+        # (faster per example than the same U-Net at 32x32, and 36 000 formulas recognised
+        # better than 18 000: mathart/README.md's measured results).
         c.data.num_train = 36_000
         c.model.patch_size = 2
         c.model.base_channels = 64
