@@ -57,6 +57,31 @@ def parse_config_overrides(config: ml_collections.ConfigDict, args: list[str]) -
     return out
 
 
+def add_run_arguments(parser, *, which_default: str = "best") -> None:
+    """The one way every tool that reads a finished run names it: ``RUN_DIR`` (a run directory,
+    its checkpoints/ folder or one checkpoints/<step> folder; ``--workdir`` is the same) and
+    ``--which best|latest|STEP``. Read them back with `run_arguments`."""
+    parser.add_argument(
+        "run_dir", nargs="?", help="a run directory, its checkpoints/ or checkpoints/<step>"
+    )
+    parser.add_argument("--workdir", dest="workdir_flag", default=None, help="same as RUN_DIR")
+    parser.add_argument(
+        "--which", default=which_default, help="checkpoint: best | latest | a step number"
+    )
+
+
+def run_arguments(parser, args) -> tuple[str, str]:
+    """(run directory, which) from `add_run_arguments`' flags; a usage error when missing."""
+    run_dir = args.run_dir or args.workdir_flag
+    if not run_dir:
+        parser.error("name the run: RUN_DIR (or --workdir RUN_DIR)")
+    if args.run_dir and args.workdir_flag and args.run_dir != args.workdir_flag:
+        parser.error(f"two runs named: '{args.run_dir}' and --workdir '{args.workdir_flag}'")
+    if args.which not in ("best", "latest") and not args.which.isdigit():
+        parser.error(f"--which must be best, latest or a step number, got '{args.which}'")
+    return run_dir, args.which
+
+
 def quiet_library_logs() -> None:
     """Orbax logs every save at INFO through absl; keep its warnings, drop the chatter."""
     import logging

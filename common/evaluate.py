@@ -259,7 +259,7 @@ def run_directory(path: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    from common.cli import parse_config_overrides
+    from common.cli import add_run_arguments, parse_config_overrides, run_arguments
 
     argv = list(sys.argv[1:] if argv is None else argv)
     plain = [a for a in argv if not a.startswith("--config.")]
@@ -267,25 +267,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m common.evaluate",
         description="Evaluate a run's checkpoint with the loop's own evaluation.",
     )
-    ap.add_argument("run_dir", help="a run directory (or its checkpoints/ or checkpoints/<step>)")
+    add_run_arguments(ap)
     ap.add_argument(
         "--split",
         action="append",
         help="split to evaluate (repeatable); default: the run's final_eval_splits",
     )
-    ap.add_argument("--which", default="best", help="best | latest | a step number")
     ap.add_argument("--batch_size", type=int, default=None, help="default: the run's eval batch")
     ap.add_argument("--out", default=None, help="also write the JSON result here")
     args = ap.parse_args(plain)
-    if args.which not in ("best", "latest") and not args.which.isdigit():
-        ap.error(f"--which must be best, latest or a step number, got '{args.which}'")
+    run_dir, which = run_arguments(ap, args)
     try:
-        config = ckpt_lib.read_run_config(args.run_dir)
+        config = ckpt_lib.read_run_config(run_dir)
         overrides = parse_config_overrides(config, [a for a in argv if a.startswith("--config.")])
         result = evaluate_run(
-            args.run_dir,
+            run_dir,
             splits=args.split,
-            which=args.which,
+            which=which,
             overrides=overrides,
             batch_size=args.batch_size,
         )

@@ -7,8 +7,8 @@ GunaSripuram7/mathy-model-project and jasher4994/Diffusion).
     python -m mathart.main --config=configs/mathart.py:smoke --workdir=/tmp/mathart_smoke
     python -m mathart.main --config=configs/mathart.py:tiny32 --config.learning_rate=1e-4 \\
         --config.data.source=jsonl --config.data.train_jsonl=/data/pairs.jsonl
-    python -m mathart.sample --workdir=runs/mathart_cpu --formula "r = sin(4*theta)" --n 8
-    python -m mathart.evaluate --workdir=runs/mathart_cpu --split test
+    python -m mathart.sample runs/mathart_cpu --formula "r = sin(4*theta)" --n 8
+    python -m mathart.evaluate runs/mathart_cpu --split test
 
 Profiles:
 - ``tiny32``: ADR 0002 (seed 004) as written: 32x32, T = 200 (``diffusion.timesteps``), 50

@@ -1,8 +1,8 @@
 """Honest metrics for a trained mathart run (command line).
 
-    python -m mathart.evaluate --workdir runs/mathart_tiny32_cpu [--split test] [--num 200]
+    python -m mathart.evaluate runs/mathart_tiny32_cpu [--split test] [--num 200]
         [--k 10] [--diversity-formulas 16 --diversity-seeds 4] [--steps 50] [--guidance 3]
-        [--vgg-weights vgg16.h5] [--which best] [--out FILE.json]
+        [--vgg-weights vgg16.h5] [--which best|latest|STEP] [--out FILE.json]
 
 Every figure is computed here from samples generated now; nothing is copied or hard-coded. With
 ``--num N`` the first N examples of the split (for val and test, held-out formulas never seen in
@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 from common.checkpoint import load_run
+from common.cli import add_run_arguments, run_arguments
 from configs.mathart import get_config  # a command line may read the configs; libraries do not
 from mathart import diffusion, image_metrics, input_pipeline
 from mathart.generate import build_generator, generate_all, pair_grid, upscale
@@ -37,7 +38,7 @@ def _parse_args(argv):
     p = argparse.ArgumentParser(
         prog="python -m mathart.evaluate", description=__doc__.split("\n")[0]
     )
-    p.add_argument("--workdir", required=True)
+    add_run_arguments(p)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument(
         "--num", type=int, default=200, help="formulas to generate (the first N of the split)"
@@ -50,10 +51,11 @@ def _parse_args(argv):
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--batch", type=int, default=100, help="samples per generator call")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--which", default="best", choices=["best", "latest"])
     p.add_argument("--vgg-weights", default=None, help="published VGG16 weights (.h5/.npz)")
     p.add_argument("--out", default=None, help="JSON path (default WORKDIR/eval_<split>.json)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.workdir, args.which = run_arguments(p, args)
+    return args
 
 
 def main(argv=None) -> int:

@@ -1,8 +1,8 @@
 """Generate images for formulas from a trained mathart run (command line).
 
-    python -m mathart.sample --workdir runs/mathart_tiny32_cpu \\
+    python -m mathart.sample runs/mathart_tiny32_cpu \\
         --formula "r = sin(4*theta)" --n 8 --out grid.png [--style-seed 7 | --style none]
-        [--steps 50] [--sampler ddim|ddpm] [--guidance 3.0] [--seed 0] [--which best|latest]
+        [--steps 50] [--sampler ddim|ddpm] [--guidance 3.0] [--seed 0] [--which best|latest|STEP]
 
 Loads the EMA params of the run's best checkpoint (`common.checkpoint.load_run`) and the
 tokenizer saved with it. Each of the ``n`` samples gets its own noise; by default sample ``k``
@@ -22,13 +22,14 @@ import sys
 import jax
 import numpy as np
 
+from common.cli import add_run_arguments, run_arguments
 from mathart import diffusion
 
 
 # ---- command line -------------------------------------------------------------------------------
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m mathart.sample", description=__doc__.split("\n")[0])
-    p.add_argument("--workdir", required=True, help="a mathart run directory")
+    add_run_arguments(p)
     p.add_argument("--formula", required=True, help='e.g. "r = sin(4*theta)"')
     p.add_argument("--n", type=int, default=8, help="number of samples")
     p.add_argument("--out", default="samples.png", help="PNG file to write")
@@ -38,9 +39,10 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sampler", choices=diffusion.SAMPLERS, default=None)
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: config)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--which", choices=["best", "latest"], default="best")
     p.add_argument("--scale", type=int, default=None, help="PNG enlargement (default: config)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.workdir, args.which = run_arguments(p, args)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

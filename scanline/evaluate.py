@@ -1,6 +1,6 @@
 """Evaluate a trained run's checkpoint on a data file, with a per-subtype breakdown.
 
-    python -m scanline.evaluate RUN_DIR --data FILE.npz [--which best|latest] [--hflip_tta]
+    python -m scanline.evaluate RUN_DIR --data FILE.npz [--which best|latest|STEP] [--hflip_tta]
         [--out report.json]
 
 Loads the run's config and params (`common.checkpoint.load_run`), reads FILE with the run's
@@ -22,6 +22,7 @@ import numpy as np
 
 from common import stats
 from common.checkpoint import load_run
+from common.cli import add_run_arguments, run_arguments
 from common.data import fixed_size_chunks
 from scanline import input_pipeline, loaders
 from scanline import model as model_lib
@@ -119,9 +120,8 @@ class _NoExtras(dict):
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m scanline.evaluate", description=__doc__)
-    parser.add_argument("run_dir")
+    add_run_arguments(parser)
     parser.add_argument("--data", required=True, help="NPZ or MAT/HDF5 file to evaluate on")
-    parser.add_argument("--which", default="best", choices=("best", "latest"))
     parser.add_argument(
         "--hflip_tta",
         action="store_true",
@@ -129,9 +129,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--out", help="write the report as JSON here")
     args = parser.parse_args(argv)
-    run = load_run(args.run_dir, args.which)
+    run_dir, which = run_arguments(parser, args)
+    run = load_run(run_dir, which)
     rep = {
-        "run": args.run_dir,
+        "run": run_dir,
         "checkpoint_step": run.step,
         **report(run.config, run.params, args.data, hflip_tta=args.hflip_tta),
     }

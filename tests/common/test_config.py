@@ -103,3 +103,24 @@ def test_every_config_key_is_read_by_some_code(family):
         if not any(named.search(s) and (section is None or section.search(s)) for s in sources):
             unread.append(dotted)
     assert not unread, f"configs/{family}.py keys no code reads: {unread}"
+
+
+def test_every_tool_names_a_run_the_same_way(capsys):
+    import argparse
+
+    def parse(*argv):
+        parser = argparse.ArgumentParser(prog="tool")
+        cli.add_run_arguments(parser)
+        return cli.run_arguments(parser, parser.parse_args(list(argv)))
+
+    assert parse("runs/a") == ("runs/a", "best")
+    assert parse("--workdir", "runs/a", "--which", "120") == ("runs/a", "120")
+    assert parse("runs/a", "--workdir", "runs/a", "--which", "latest") == ("runs/a", "latest")
+    for argv, message in [
+        ((), "name the run: RUN_DIR"),
+        (("runs/a", "--workdir", "runs/b"), "two runs named"),
+        (("runs/a", "--which", "newest"), "--which must be best, latest or a step number"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            parse(*argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err
