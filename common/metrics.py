@@ -127,6 +127,14 @@ def merge_all(collections: Iterable[Any], what: str = "eval split") -> Any:
     return total
 
 
+def unmasked_rows(outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The rows of collected per-example eval outputs (a clu ``CollectingMetric``'s computed
+    dict, with the batch ``mask`` among them) that are real examples, not padding."""
+    outputs = dict(outputs)
+    keep = np.asarray(outputs.pop("mask")).astype(bool)
+    return {k: np.asarray(v)[keep] for k, v in outputs.items()}
+
+
 # ---- shared clu metrics ----------------------------------------------------------------------
 @flax.struct.dataclass
 class ConfusionMatrix(clu_metrics.Metric):

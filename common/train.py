@@ -363,11 +363,43 @@ class _Run:
         return final
 
 
-def _setup_compilation_cache(config: ml_collections.ConfigDict) -> None:
+def _open_run_dir(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, Mesh]:
+    """Creates the run directory, writes config.json and logs versions and devices (first,
+    so a failed run still says where and how it ran); returns (absolute workdir, mesh)."""
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    backend = parallel.check_platform(config)
     path = config.get("compilation_cache_dir") or ""
     if path:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
+    mesh = parallel.make_mesh(config.get("num_devices"))
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(config.to_dict(), f, indent=2, default=str)
+    logging.info("versions: %s", environment.versions())
+    logging.info(
+        "backend %s, %d processes, devices: %s; compute dtype %s",
+        backend,
+        jax.process_count(),
+        jax.devices(),
+        dtype_name(compute_dtype(config)),
+    )
+    return workdir, mesh
+
+
+def _example_batch(data: Datasets, plan: Plan) -> Batch:
+    """Two rows of the first training batch: the shapes every step is built from."""
+    first = next(
+        data.train.batches(
+            epoch=0,
+            start_step=0,
+            global_batch_size=plan.global_batch,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+    )
+    return {k: np.asarray(v)[:2] for k, v in first.items()}
 
 
 def _describe_model(state: TrainState, config, writer) -> None:
@@ -379,6 +411,47 @@ def _describe_model(state: TrainState, config, writer) -> None:
     logging.info("%d parameters (%.2f MB float32)", n_params, n_params * 4 / 2**20)
 
 
+class _StepWatch:
+    """Host bookkeeping around each dispatched step that is not training: the bound on steps
+    in flight, the first step's compile time, recompilation warnings, the profiler window and
+    the throughput meter."""
+
+    def __init__(self, config, workdir: str, plan: Plan, start_step: int, compiles):
+        self.config, self.workdir, self.plan, self.compiles = config, workdir, plan, compiles
+        self.profile = (start_step + 5, start_step + 5 + config.profile_steps)
+        self.in_flight: collections.deque = collections.deque()
+        self.progress = self._meter(start_step)
+
+    def _meter(self, step: int) -> metrics_lib.Progress:
+        return metrics_lib.Progress(
+            total_steps=self.plan.total_steps, start_step=step, global_batch=self.plan.global_batch
+        )
+
+    def before(self, step: int) -> None:
+        if self.config.profile_steps and step == self.profile[0]:
+            jax.profiler.start_trace(os.path.join(self.workdir, "profile"))
+        self._t0, self._compiled = time.perf_counter(), self.compiles.count
+
+    def after(self, state: TrainState, step: int, steps_run: int, batch: Batch) -> None:
+        # Dispatch is asynchronous: unbounded, the host runs ahead of a slow device and its
+        # clock (time limit, steps/s, a preemption save) acts on steps not yet computed.
+        # Waiting for the step before last keeps the device fed all the same.
+        self.in_flight.append(state.step + 0)  # a copy: the state itself is donated
+        if len(self.in_flight) > MAX_STEPS_AHEAD:
+            self.in_flight.popleft().block_until_ready()
+        # A new shape or Python value reached the step: each such step pays a compile.
+        if steps_run > 1 and self.compiles.count > self._compiled:
+            shapes = {k: (v.shape, str(v.dtype)) for k, v in batch.items()}
+            logging.warning("the train step recompiled at step %d; batch: %s", step, shapes)
+        if steps_run == 1:  # its time is compile time: rates start after it
+            jax.block_until_ready(state.step)
+            logging.info("first step (compile + run): %.1f s", time.perf_counter() - self._t0)
+            self.progress = self._meter(step)
+        if self.config.profile_steps and step == self.profile[1]:
+            jax.block_until_ready(state.step)
+            jax.profiler.stop_trace()
+
+
 # ---- the loop --------------------------------------------------------------------------------
 def train_and_evaluate(
     task: Task | type, config: ml_collections.ConfigDict, workdir: str
@@ -387,23 +460,7 @@ def train_and_evaluate(
     task = task(config) if isinstance(task, type) else task
 
     # Run directory, devices, versions: recorded first so a failed run still says where it ran.
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    is_main = jax.process_index() == 0
-    backend = parallel.check_platform(config)
-    _setup_compilation_cache(config)
-    mesh = parallel.make_mesh(config.get("num_devices"))
-    if is_main:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(config.to_dict(), f, indent=2, default=str)
-    logging.info("versions: %s", environment.versions())
-    logging.info(
-        "backend %s, %d processes, devices: %s; compute dtype %s",
-        backend,
-        jax.process_count(),
-        jax.devices(),
-        dtype_name(compute_dtype(config)),
-    )
+    workdir, mesh = _open_run_dir(config, workdir)
 
     # Data: its size decides the schedule, so it comes before the optimizer.
     data = task.datasets()
@@ -422,21 +479,11 @@ def train_and_evaluate(
     )
 
     # Model, optimizer and compiled steps: shapes first (from two rows), then arrays, placed.
-    example = next(
-        data.train.batches(
-            epoch=0,
-            start_step=0,
-            global_batch_size=plan.global_batch,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-        )
-    )
-    example = {k: np.asarray(v)[:2] for k, v in example.items()}
     steps = build_steps(
         task,
         config,
         mesh,
-        example,
+        _example_batch(data, plan),
         steps_per_epoch=plan.steps_per_epoch,
         total_steps=plan.total_steps,
     )
@@ -451,61 +498,30 @@ def train_and_evaluate(
     record.restore(meta)
     start_step = int(jax.device_get(state.step))
     if start_step > plan.total_steps:
-        logging.warning(
-            "checkpoint step %d is past the configured end %d", start_step, plan.total_steps
-        )
-    writer = writers_lib.RunWriter(workdir, is_main=is_main)
+        logging.warning("checkpoint step %d is past the end %d", start_step, plan.total_steps)
+    writer = writers_lib.RunWriter(workdir, is_main=jax.process_index() == 0)
     writer.set_epoch_fn(plan.epoch)
-    if is_main and start_step == 0:
+    if jax.process_index() == 0 and start_step == 0:
         _describe_model(state, config, writer)
     run = _Run(task, config, workdir, data, plan, mesh, steps, ckpt, record, writer)
 
     # Train; when it is time, log, evaluate and checkpoint, end an epoch, or stop and save.
     step, steps_run, status = start_step, 0, ""
     acc = steps.new_metrics()
-    progress = metrics_lib.Progress(
-        total_steps=plan.total_steps, start_step=start_step, global_batch=plan.global_batch
-    )
     t_start = time.monotonic()
-    profile_window = (start_step + 5, start_step + 5 + config.profile_steps)
     place = lambda b: parallel.place_batch(b, mesh, stacked=steps.stacked)
     stream = Prefetcher(train_batches(data, plan, start_step), place, config.prefetch)
-    in_flight: collections.deque = collections.deque()
     try:
         with _StopSignals() as signals, metrics_lib.CompileCounter() as compiles:
+            watch = _StepWatch(config, workdir, plan, start_step, compiles)
             for batch in stream:
-                if config.profile_steps and step == profile_window[0]:
-                    jax.profiler.start_trace(os.path.join(workdir, "profile"))
-                t0 = time.perf_counter()
-                compiled_before = compiles.count
+                watch.before(step)
                 state, acc = steps.train_step(state, batch, acc)
-                # Dispatch is asynchronous: unbounded, the host runs ahead of a slow device
-                # and its clock (time limit, steps/s, a preemption save) acts on steps not yet
-                # computed. Waiting for the step before last keeps the device fed all the same.
-                in_flight.append(state.step + 0)  # a copy: the state itself is donated
-                if len(in_flight) > MAX_STEPS_AHEAD:
-                    in_flight.popleft().block_until_ready()
                 step, steps_run = step + 1, steps_run + 1
-
-                # A new shape or Python value reached the step: each such step pays a compile.
-                if steps_run > 1 and compiles.count > compiled_before:
-                    shapes = {k: (v.shape, str(v.dtype)) for k, v in batch.items()}
-                    logging.warning("the train step recompiled at step %d; batch: %s", step, shapes)
-                # The first step's time is compile time; rates start after it.
-                if steps_run == 1:
-                    jax.block_until_ready(state.step)
-                    logging.info("first step (compile + run): %.1f s", time.perf_counter() - t0)
-                    progress = metrics_lib.Progress(
-                        total_steps=plan.total_steps,
-                        start_step=step,
-                        global_batch=plan.global_batch,
-                    )
-                if config.profile_steps and step == profile_window[1]:
-                    jax.block_until_ready(state.step)
-                    jax.profiler.stop_trace()
+                watch.after(state, step, steps_run, batch)
 
                 if due(step, plan.log_every, plan.total_steps):
-                    run.log_train(step, acc, progress, stream.wait_seconds)
+                    run.log_train(step, acc, watch.progress, stream.wait_seconds)
                     acc = steps.new_metrics()
                 if due(step, plan.eval_every, plan.total_steps):
                     state, status = run.eval_and_checkpoint(state, step, acc)
@@ -522,9 +538,8 @@ def train_and_evaluate(
                 # so across processes it is taken every 10 steps); the save follows the loop.
                 if jax.process_count() > 1 and step % 10:
                     continue
-                reason = stop_reason(
-                    config, signals.received is not None, time.monotonic() - t_start, steps_run
-                )
+                elapsed = time.monotonic() - t_start
+                reason = stop_reason(config, signals.received is not None, elapsed, steps_run)
                 if _all_agree(reason is not None):
                     status = reason or "preempted"
                     logging.info("stopping at step %d: %s", step, status)

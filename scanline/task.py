@@ -25,6 +25,7 @@ import numpy as np
 from clu import metrics as clu_metrics
 
 from common import plots, stats
+from common.metrics import unmasked_rows
 from common.precision import compute_dtype
 from common.task import Datasets, EvalSummary, StepContext, Task
 from scanline import input_pipeline
@@ -142,11 +143,10 @@ class ScanlineTask(Task):
         )
 
     def summarize_eval(self, split: str, computed: Mapping[str, Any]) -> EvalSummary:
-        out = computed["outputs"]
-        keep = np.asarray(out["mask"], bool)
-        log_probs = np.asarray(out["log_probs"], np.float64)[keep]
-        labels = np.asarray(out["label"], np.int64)[keep]
-        preds = np.asarray(out["preds"], np.int64)[keep]  # [N, P]
+        out = unmasked_rows(computed["outputs"])
+        log_probs = out["log_probs"].astype(np.float64)
+        labels = out["label"].astype(np.int64)
+        preds = out["preds"].astype(np.int64)  # [N, P]
         names = self.splits.class_names
         k = len(names)
         w = self.splits.class_weights.astype(np.float64)

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from common.evaluate import open_run
+from common.metrics import unmasked_rows
 from ternary_vae import input_pipeline, metrics
 
 KEYS = (
@@ -38,14 +39,6 @@ KEYS = (
     "richness_a",
     "q_enhanced",
 )
-
-
-def eval_outputs(computed) -> dict[str, np.ndarray]:
-    """Per-operation outputs of the task's own eval step (padded rows dropped, in index
-    order): correct, radius_a/b, z_a/z_b, valuation, index."""
-    outputs = dict(computed["outputs"])
-    keep = np.asarray(outputs.pop("mask")).astype(bool)
-    return {k: np.asarray(v)[keep] for k, v in outputs.items()}
 
 
 def radius_boxplot(out: dict, path: str, title: str) -> None:
@@ -96,7 +89,7 @@ def analyze(workdir: str, out_dir: str | None = None) -> dict:
         opened = open_run(workdir, which=which)
         run = opened.run
         computed = opened.compute(input_pipeline.EVAL_SPLIT)
-        out = eval_outputs(computed)
+        out = unmasked_rows(computed["outputs"])  # per operation, in index order
         # The loop's figures, from the task's own summary of the same outputs.
         scalars = dict(opened.task.summarize_eval(input_pipeline.EVAL_SPLIT, computed).scalars)
         scalars["level_means_b"] = metrics.level_means(out["radius_b"], out["valuation"]).tolist()

@@ -27,6 +27,7 @@ import numpy as np
 from clu import metrics as clu_metrics
 
 from common.config import ConfigError
+from common.metrics import unmasked_rows
 from common.task import Batch, Datasets, EvalSummary, HookContext, HookResult, StepContext, Task
 from ternary_vae import hyperbolic, input_pipeline, losses, metrics
 from ternary_vae.curriculum import Curriculum
@@ -299,9 +300,7 @@ class TernaryVaeTask(Task):
         )
 
     def summarize_eval(self, split: str, computed: Mapping[str, Any]) -> EvalSummary:
-        outputs = dict(computed["outputs"])
-        keep = np.asarray(outputs.pop("mask")).astype(bool)
-        outputs = {k: np.asarray(v)[keep] for k, v in outputs.items()}
+        outputs = unmasked_rows(computed["outputs"])
         m = self.config.metrics
         scalars = metrics.comprehensive(
             outputs,

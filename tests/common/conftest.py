@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from common import checkpoint
+from common.config import set_value
 from common.train import TrainResult, train_and_evaluate
 from tests.common import tiny_config
 from tests.common.tiny_task import TinyTask
@@ -18,11 +19,7 @@ def make_config(**overrides):
     """The tiny config with dotted overrides, e.g. make_config(**{"tiny.dropout": 0.1})."""
     c = tiny_config.get_config()
     for dotted, value in overrides.items():
-        node = c
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+        set_value(c, dotted, value)
     return c
 
 

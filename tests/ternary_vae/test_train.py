@@ -9,6 +9,7 @@ import pytest
 
 from common.checkpoint import load_run
 from common.cli import load_config_file
+from common.config import set_value
 from common.evaluate import evaluate_run
 from ternary_vae.task import TernaryVaeTask
 from ternary_vae.two_stage import STAGE0_DIR, STAGE0_MARKER, train_two_stages
@@ -17,11 +18,7 @@ from ternary_vae.two_stage import STAGE0_DIR, STAGE0_MARKER, train_two_stages
 def smoke_config(**overrides):
     config = load_config_file("configs/ternary_vae.py:smoke")
     for key, value in overrides.items():
-        node = config
-        *path, leaf = key.split(".")
-        for part in path:
-            node = node[part]
-        node[leaf] = value
+        set_value(config, key, value)
     return config
 
 
