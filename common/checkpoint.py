@@ -33,6 +33,28 @@ _POL = ocp.checkpoint_managers
 CHECKPOINT_DIR = "checkpoints"
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message names it, says why and what to do."""
+
+
+DAMAGED_DIR = "damaged_checkpoints"  # beside checkpoints/: damaged steps are moved, never deleted
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one short line (TensorStore and orbax errors run to dozens)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    return f"{type(error).__name__}: {text[:240]}" if text else type(error).__name__
+
+
+def _shapes(tree: Any) -> dict[str, tuple]:
+    return {
+        path_str(k): tuple(v.shape)
+        for k, v in jax.tree_util.tree_leaves_with_path(tree)
+        if hasattr(v, "shape")
+    }
+
+
 class NonFiniteLossError(FloatingPointError):
     """The loss or gradient became NaN/inf; the message names the first bad step."""
 
@@ -148,6 +170,78 @@ class Checkpointer:
         """Restores `step` onto `abstract_state` (a pytree of ShapeDtypeStruct with shardings)."""
         return _restore(self.manager, step, abstract_state)
 
+    def restore_newest_intact(
+        self, abstract_state: Any, *, refuse_damaged: bool = False
+    ) -> tuple[int, Any, dict] | None:
+        """(step, state, meta) of the newest checkpoint that restores; None when there is none.
+
+        A step that cannot be read (metadata that is not JSON, an item missing, a truncated
+        array file) is damaged: it is moved to ``WORKDIR/damaged_checkpoints/<step>`` (never
+        deleted), the warning says which and why, and the next older step is tried; with
+        `refuse_damaged` a `CheckpointError` says so instead and nothing is moved. Checkpoints
+        whose parameters have other shapes than `abstract_state` are not damaged but written
+        by another model: that is a `CheckpointError` naming the first paths that differ.
+        """
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        for step in steps:
+            try:
+                self._require_fits(step, abstract_state)
+                state, meta = self.restore(step, abstract_state)
+                return step, state, meta
+            except CheckpointError:
+                raise
+            except Exception as e:  # anything that stops a read is damage
+                problem = one_line(e)
+            if refuse_damaged:
+                raise CheckpointError(
+                    f"checkpoint step {step} in {self.directory} is damaged ({problem}); it was "
+                    "left as it is. Set --config.on_damaged_checkpoint=use_older to resume from "
+                    "the newest intact step instead"
+                )
+            moved = self._set_aside(step)
+            logging.warning(
+                "checkpoint step %d is damaged (%s); moved it to %s and trying the next older step",
+                step,
+                problem,
+                moved,
+            )
+        if steps:
+            raise CheckpointError(
+                f"no intact checkpoint in {self.directory}: steps {sorted(steps)} are damaged "
+                f"(moved to {os.path.join(os.path.dirname(self.directory), DAMAGED_DIR)}); "
+                "start over in another --workdir"
+            )
+        return None
+
+    def _require_fits(self, step: int, abstract_state: Any) -> None:
+        metadata = self.manager.item_metadata(step)
+        state = metadata["state"] if metadata is not None else None
+        if state is None:
+            raise FileNotFoundError(f"item 'state' of step {step} is missing")
+        saved = _shapes(state.get("params") if hasattr(state, "get") else None)
+        wanted = _shapes(abstract_state.params)
+        if saved and saved != wanted:
+            problems = param_mismatches_of_shapes(saved, wanted)
+            raise CheckpointError(
+                f"the checkpoints in {self.directory} hold another model than this config "
+                f"builds ({'; '.join(problems[:3])}). Use the run's own model settings "
+                "(its config.json), train in another --workdir, or start from it with "
+                "--config.init_from"
+            )
+
+    def _set_aside(self, step: int) -> str:
+        """Moves a damaged step out of orbax's sight, keeping every file of it."""
+        source = os.path.join(self.directory, str(step))
+        target = os.path.join(os.path.dirname(self.directory), DAMAGED_DIR, str(step))
+        n = 1
+        while os.path.exists(target):
+            target = os.path.join(os.path.dirname(self.directory), DAMAGED_DIR, f"{step}.{n}")
+            n += 1
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(source, target)
+        self.manager.reload()
+        return target
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
@@ -195,7 +289,8 @@ def resolve(path: str) -> CheckpointRef:
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint path '{path}' does not exist")
     base = os.path.basename(path.rstrip("/"))
-    if base.isdigit() and os.path.isdir(os.path.join(path, "state")):
+    step_files = ("state", "meta", "_CHECKPOINT_METADATA")  # any: a damaged step is still one
+    if base.isdigit() and any(os.path.exists(os.path.join(path, f)) for f in step_files):
         return CheckpointRef(os.path.dirname(path), int(base))
     if os.path.isdir(os.path.join(path, CHECKPOINT_DIR)):
         return CheckpointRef(os.path.join(path, CHECKPOINT_DIR), None)
@@ -254,7 +349,12 @@ def pick_step(ref: CheckpointRef, which: str = "latest") -> int:
 def _best_from_meta(manager: ocp.CheckpointManager, steps: list[int]) -> int | None:
     """The loop records the best step in every checkpoint's meta; read the newest record."""
     for step in reversed(steps):
-        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        try:
+            meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            meta = meta["meta"]
+        except Exception as e:  # a damaged step says nothing about the best one
+            logging.warning("step %d of %s: metadata unreadable (%s)", step, manager.directory, e)
+            continue
         best = (meta or {}).get("best", {}).get("step")
         if best is not None and best in steps:
             return int(best)
@@ -267,7 +367,11 @@ def param_mismatches(loaded: Any, wanted: Any) -> list[str]:
     shapes = lambda tree: {
         path_str(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(tree)
     }
-    got, want = shapes(loaded), shapes(wanted)
+    return param_mismatches_of_shapes(shapes(loaded), shapes(wanted))
+
+
+def param_mismatches_of_shapes(got: dict[str, tuple], want: dict[str, tuple]) -> list[str]:
+    """`param_mismatches` on {path: shape} tables."""
     problems = [f"missing {k}" for k in want if k not in got]
     problems += [f"unexpected {k}" for k in got if k not in want]
     problems += [
@@ -369,7 +473,15 @@ def load_run(
     """
     ref = resolve(path)
     step = pick_step(ref, which)
-    state, meta = restore_tree(ref, step)
+    try:
+        state, meta = restore_tree(ref, step)
+    except Exception as e:
+        if ref.step is not None or str(which).isdigit():
+            raise CheckpointError(
+                f"checkpoint step {step} in {ref.directory} cannot be read ({one_line(e)}); "
+                "name another step"
+            ) from e
+        step, state, meta = _newest_readable_before(ref, step, one_line(e))
     config_dict = meta.get("config")
     if config_dict is None:
         run_dir = os.path.dirname(ref.directory)
@@ -389,6 +501,30 @@ def load_run(
         controls=state.get("controls") or {},
         meta=meta,
     )
+
+
+def _newest_readable_before(ref: CheckpointRef, step: int, problem: str) -> tuple[int, dict, dict]:
+    """A tool asked for "best" or "latest" and that step is damaged: the newest older step
+    that reads, with a warning (tools never move or delete anything)."""
+    manager = _reader(ref.directory)
+    try:
+        older = sorted((s for s in manager.all_steps() if s < step), reverse=True)
+    finally:
+        manager.close()
+    for candidate in older:
+        try:
+            state, meta = restore_tree(ref, candidate)
+        except Exception:
+            continue
+        logging.warning(
+            "checkpoint step %d in %s is damaged (%s); using step %d",
+            step,
+            ref.directory,
+            problem,
+            candidate,
+        )
+        return candidate, state, meta
+    raise CheckpointError(f"no readable checkpoint in {ref.directory}: step {step}: {problem}")
 
 
 def restore_state(ref: CheckpointRef, step: int, abstract_state: Any) -> tuple[Any, dict]:

@@ -6,10 +6,13 @@
 A family's ``main.py`` is one call: ``cli.run(TaskClass)``.
 """
 
+import contextlib
+import functools
 import importlib.util
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable
 
 import ml_collections
@@ -57,6 +60,47 @@ def parse_config_overrides(config: ml_collections.ConfigDict, args: list[str]) -
     return out
 
 
+@contextlib.contextmanager
+def user_errors(verbose: bool = False, log_dir: str | None = None):
+    """The one handler every command line puts around its work: an error the user can act on
+    (a config value, a missing or damaged file, a run that does not fit the command) becomes
+    one line on stderr, ``error: <what and how to fix it>``, and exit status 2 (1 for a loss
+    that became non-finite); the traceback goes to ``<log_dir>/error.log`` when there is a run
+    directory, or to the terminal with `verbose`."""
+    from common.checkpoint import CheckpointError, NonFiniteLossError
+
+    try:
+        yield
+    except (ConfigError, CheckpointError, NonFiniteLossError, OSError, ValueError) as e:
+        if verbose:
+            raise
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+        message = lines[0] if lines else type(e).__name__
+        if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
+            message = f"{message}: {e.filename}"
+        where = " (run again with --verbose for the traceback)"
+        if log_dir and os.path.isdir(log_dir):
+            path = os.path.join(log_dir, "error.log")
+            with open(path, "a") as f:
+                f.write(traceback.format_exc() + "\n")
+            where = f" (traceback in {path})"
+        print(f"error: {message}{where}", file=sys.stderr, flush=True)
+        sys.exit(1 if isinstance(e, NonFiniteLossError) else 2)
+
+
+def handles_user_errors(main: Callable) -> Callable:
+    """Decorates an argparse ``main(argv)`` with `user_errors` (``--verbose`` in argv shows
+    the traceback; the parser must accept the flag)."""
+
+    @functools.wraps(main)
+    def wrapped(argv=None):
+        argv = list(sys.argv[1:] if argv is None else argv)
+        with user_errors("--verbose" in argv):
+            return main(argv)
+
+    return wrapped
+
+
 def add_run_arguments(parser, *, which_default: str = "best") -> None:
     """The one way every tool that reads a finished run names it: ``RUN_DIR`` (a run directory,
     its checkpoints/ folder or one checkpoints/<step> folder; ``--workdir`` is the same) and
@@ -68,6 +112,7 @@ def add_run_arguments(parser, *, which_default: str = "best") -> None:
     parser.add_argument(
         "--which", default=which_default, help="checkpoint: best | latest | a step number"
     )
+    parser.add_argument("--verbose", action="store_true", help="tracebacks for errors")
 
 
 def run_arguments(parser, args) -> tuple[str, str]:
@@ -140,6 +185,7 @@ def run(
         "config", None, "configs/<family>.py[:profile]", lock_config=True
     )
     flags.DEFINE_string("workdir", None, "run directory (default: derived from the config)")
+    flags.DEFINE_bool("verbose", False, "show tracebacks instead of one-line errors")
 
     def _main(_):
         from common import parallel  # imports jax: only after flags are parsed
@@ -155,11 +201,12 @@ def run(
         parallel.maybe_initialize_distributed(config)
         workdir = flags_def.workdir or workdir_fn(config)
         if train_fn is None:
-            from common.train import train_and_evaluate
-
-            result = train_and_evaluate(task_cls, config, workdir)
+            from common.train import train_and_evaluate as train
         else:
-            result = train_fn(task_cls, config, workdir)
+            train = train_fn
+        log_dir = workdir if os.path.isdir(workdir) else None
+        with user_errors(flags_def.verbose, log_dir):
+            result = train(task_cls, config, workdir)
         status = getattr(result, "status", "completed")
         print(f"run {status}: {os.path.abspath(workdir)}", flush=True)
 

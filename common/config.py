@@ -88,6 +88,10 @@ def base_config() -> ml_collections.ConfigDict:
     # params only (same forms; a run directory gives its best evaluated step), mapped by
     # Task.init_from_params
     c.init_from = P(str)
+    # A damaged latest checkpoint (unreadable metadata, a missing item, a truncated file):
+    # "use_older" moves it to WORKDIR/damaged_checkpoints/ and resumes from the newest intact
+    # step; "refuse" stops with a message and touches nothing.
+    c.on_damaged_checkpoint = "use_older"
     c.log_every_steps = 50
     c.ema_decay = 0.0  # > 0 keeps an EMA of params; evaluation/sampling use it
     c.early_stopping = ml_collections.ConfigDict()
@@ -258,3 +262,71 @@ def set_from_text(config: ml_collections.ConfigDict, dotted: str, text: str) -> 
     node, leaf = _field(config, dotted)
     field_type = node.get_type(leaf) if hasattr(node, "get_type") else type(node[leaf])
     set_value(config, dotted, text if field_type is str else parse_value(text))
+
+
+# ---- resuming a run with another command ---------------------------------------------------------
+# Keys a resumed run may change: they steer the schedule, the duration, evaluation, logging and
+# the machine, not the parameters' shapes or the data's order. A Task adds its own
+# (`Task.resume_safe_keys`). A key ending in "." covers its whole section.
+RESUME_SAFE_KEYS = (
+    "learning_rate",
+    "optim.",
+    "max_epochs",
+    "max_steps",
+    "max_training_hours",
+    "stop_after_steps",
+    "eval_every_epochs",
+    "eval_every_steps",
+    "eval_batch_size",
+    "final_eval_splits",
+    "log_every_steps",
+    "checkpoint_every_epochs",
+    "checkpoint_every_steps",
+    "early_stopping.",
+    "grad_accum_steps",
+    "prefetch",
+    "compilation_cache_dir",
+    "profile_steps",
+    "data_dir",
+    "platform",
+    "num_devices",
+    "distributed",
+    "parallel",
+    "dtype",
+    "resume_from",
+    "init_from",
+    "on_damaged_checkpoint",
+)
+# ... except these, which change the optimizer state's structure or dtype.
+RESUME_UNSAFE_KEYS = ("optim.name", "optim.mu_dtype")
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists and tuples stay values."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def resume_changes(
+    saved: dict, wanted: dict, safe: Sequence[str] = ()
+) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
+    """(accepted, refused) differences between a run's saved config and a command's config,
+    each as (dotted key, run's value, command's value). Keys only one side has (an option
+    added or removed since the run started) are not differences."""
+    old, new = flatten(saved), flatten(wanted)
+    allowed = (*RESUME_SAFE_KEYS, *safe)
+    same = lambda a, b: a == b or (isinstance(a, list | tuple) and list(a) == list(b or ()))
+    accepted, refused = [], []
+    for key in sorted(old.keys() & new.keys()):
+        if same(old[key], new[key]):
+            continue
+        ok = key not in RESUME_UNSAFE_KEYS and any(
+            key == k or (k.endswith(".") and key.startswith(k)) for k in allowed
+        )
+        (accepted if ok else refused).append((key, old[key], new[key]))
+    return accepted, refused

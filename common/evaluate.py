@@ -259,7 +259,7 @@ def run_directory(path: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    from common.cli import add_run_arguments, parse_config_overrides, run_arguments
+    from common.cli import add_run_arguments, parse_config_overrides, run_arguments, user_errors
 
     argv = list(sys.argv[1:] if argv is None else argv)
     plain = [a for a in argv if not a.startswith("--config.")]
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="also write the JSON result here")
     args = ap.parse_args(plain)
     run_dir, which = run_arguments(ap, args)
-    try:
+    with user_errors(args.verbose):
         config = ckpt_lib.read_run_config(run_dir)
         overrides = parse_config_overrides(config, [a for a in argv if a.startswith("--config.")])
         result = evaluate_run(
@@ -287,9 +287,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides=overrides,
             batch_size=args.batch_size,
         )
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     text = json.dumps(result, indent=1)
     if args.out:
         with open(args.out, "w") as f:

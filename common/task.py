@@ -156,6 +156,10 @@ class Task:
     # The family's Flax module, from `<family>.model.build_model`: what its loss and eval step
     # apply, and what a tool that applies the trained model (sampling, analysis) should use.
     model: Any = None
+    # Config keys (or "section." prefixes) besides `common.config.RESUME_SAFE_KEYS` that a
+    # resumed run may change, e.g. how often samples are drawn; every other change of a run's
+    # config is refused on resume.
+    resume_safe_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -38,7 +39,7 @@ from common import metrics as metrics_lib
 from common import writers as writers_lib
 from common.best import BestRecord
 from common.checkpoint import NonFiniteLossError  # noqa: F401  (raised by the loop)
-from common.config import ConfigError, due, steps_from
+from common.config import ConfigError, due, resume_changes, steps_from
 from common.data import Prefetcher
 from common.precision import compute_dtype, dtype_name
 from common.steps import Steps, TrainState, build_steps
@@ -145,9 +146,11 @@ def restore_or_init(
 ) -> tuple[TrainState, dict]:
     """The latest checkpoint of this run; else `resume_from`; else a fresh state, with its
     params from `init_from` when set. Returns (state, checkpoint meta or {})."""
-    if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(ckpt.latest_step(), steps.abstract_state)
-        logging.info("resumed from %s at step %d", ckpt.directory, int(state.step))
+    refuse = config.on_damaged_checkpoint == "refuse"
+    restored = ckpt.restore_newest_intact(steps.abstract_state, refuse_damaged=refuse)
+    if restored is not None:
+        step, state, meta = restored
+        logging.info("resumed from %s at step %d", ckpt.directory, step)
         return state, meta
     if config.resume_from:
         ref = ckpt_lib.resolve(config.resume_from)
@@ -363,20 +366,82 @@ class _Run:
         return final
 
 
-def _open_run_dir(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, Mesh]:
-    """Creates the run directory, writes config.json and logs versions and devices (first,
-    so a failed run still says where and how it ran); returns (absolute workdir, mesh)."""
+def check_config_against_run(
+    config: ml_collections.ConfigDict, workdir: str, safe_keys=()
+) -> list[tuple[str, Any, Any]]:
+    """The run directory is the source of truth: a command that resumes a run may change its
+    schedule, duration and other safe keys (returned as (key, run's value, new value)), but a
+    change of anything that shapes parameters or data is refused with a `ConfigError` that
+    names the first such key and the ways out. Reads only."""
+    path = os.path.join(workdir, "config.json")
+    if not (os.path.isfile(path) and _checkpoint_steps(workdir)):
+        return []
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"{path} is unreadable ({ckpt_lib.one_line(e)}); it records how this run was "
+            "started: restore it (every checkpoint's meta holds a copy) or use another --workdir"
+        ) from e
+    accepted, refused = resume_changes(saved, config.to_dict(), safe_keys)
+    if refused:
+        key, old, new = refused[0]
+        more = f" (and {len(refused) - 1} more: {', '.join(k for k, _, _ in refused[1:4])})"
+        raise ConfigError(
+            f"{workdir} was started with {key}={old!r}; this command says {new!r}"
+            f"{more if len(refused) > 1 else ''}. Resume with the run's value, train in "
+            f"another --workdir, or start from this run with --config.init_from={workdir}"
+        )
+    return accepted
+
+
+def write_config(
+    config: ml_collections.ConfigDict, workdir: str, changes, resumed_step: int | None
+) -> None:
+    """Writes config.json (atomically). When a resumed run changed safe keys, the diff is
+    logged and the config it replaces is kept as ``config.<step>.json``, the step from which
+    the new one applies: the history of accepted changes."""
+    path = os.path.join(workdir, "config.json")
+    if changes and resumed_step is not None and os.path.isfile(path):
+        logging.warning(
+            "resuming at step %d with a changed config: %s",
+            resumed_step,
+            "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in changes),
+        )
+        shutil.copyfile(path, os.path.join(workdir, f"config.{resumed_step}.json"))
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(config.to_dict(), f, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def _checkpoint_steps(workdir: str) -> list[int]:
+    folder = os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR)
+    return [int(d) for d in os.listdir(folder) if d.isdigit()] if os.path.isdir(folder) else []
+
+
+def _open_run_dir(
+    config: ml_collections.ConfigDict, workdir: str, safe_keys=()
+) -> tuple[str, Mesh, list]:
+    """Creates the run directory, checks the config against the run it resumes, records a new
+    run's config and logs versions and devices, first, so a failed run still says where and
+    how it ran; returns (absolute workdir, mesh, the accepted config changes)."""
     workdir = os.path.abspath(workdir)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir} is a file; name a directory")
     os.makedirs(workdir, exist_ok=True)
+    if not os.access(workdir, os.W_OK):
+        raise ConfigError(f"--workdir {workdir} is not writable; name a directory you can write")
     backend = parallel.check_platform(config)
     path = config.get("compilation_cache_dir") or ""
     if path:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
     mesh = parallel.make_mesh(config.get("num_devices"))
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(config.to_dict(), f, indent=2, default=str)
+    changes = check_config_against_run(config, workdir, safe_keys)
+    if jax.process_index() == 0 and not _checkpoint_steps(workdir):
+        write_config(config, workdir, [], None)  # a new run: recorded before anything can fail
     logging.info("versions: %s", environment.versions())
     logging.info(
         "backend %s, %d processes, devices: %s; compute dtype %s",
@@ -385,7 +450,7 @@ def _open_run_dir(config: ml_collections.ConfigDict, workdir: str) -> tuple[str,
         jax.devices(),
         dtype_name(compute_dtype(config)),
     )
-    return workdir, mesh
+    return workdir, mesh, changes
 
 
 def _example_batch(data: Datasets, plan: Plan) -> Batch:
@@ -460,7 +525,7 @@ def train_and_evaluate(
     task = task(config) if isinstance(task, type) else task
 
     # Run directory, devices, versions: recorded first so a failed run still says where it ran.
-    workdir, mesh = _open_run_dir(config, workdir)
+    workdir, mesh, changes = _open_run_dir(config, workdir, type(task).resume_safe_keys)
 
     # Data: its size decides the schedule, so it comes before the optimizer.
     data = task.datasets()
@@ -497,6 +562,8 @@ def train_and_evaluate(
     task.load_state_dict(meta.get("task_state", {}))
     record.restore(meta)
     start_step = int(jax.device_get(state.step))
+    if jax.process_index() == 0 and (changes or meta):
+        write_config(config, workdir, changes, start_step)  # only once the restore worked
     if start_step > plan.total_steps:
         logging.warning("checkpoint step %d is past the end %d", start_step, plan.total_steps)
     writer = writers_lib.RunWriter(workdir, is_main=jax.process_index() == 0)

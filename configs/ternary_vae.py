@@ -21,13 +21,13 @@ and the 5.12.5 script's MATHEMATICAL_PROFILES):
 
 Where the seed's numbers went: model.latent_dim 16, model.hidden_dim 64, model.curvature 1.0,
 model.max_radius 0.95; training.epochs 120 -> max_epochs, batch_size 512, lr 8e-4 ->
-learning_rate; scheduler mathematical_cosine (warmup_epochs 5, T_0 25, T_mult 1.5,
-eta_min 1e-6) -> optim.schedule="cosine_restarts" with optim.warmup_epochs,
-optim.restart_epochs, optim.restart_mult, optim.end_lr; encoder_a_lr_scale 0.0 and
-encoder_b_lr_scale 0.1 -> optim.lr_scales.encoder_a / encoder_b; curriculum.* (30 / 50 / 20 epochs) -> curriculum.*;
-homeostasis (annealing_step 0.003, annealing_patience 5) -> homeostasis.*; targets
-(coverage 1.0, hierarchy_B -0.8321, richness 0.006) -> ternary_vae/README.md. The seed's
-Q_enhanced >= 2.0 target is unreachable by its own formula; selection uses Q_B instead.
+learning_rate; scheduler mathematical_cosine (warmup_epochs 5, T_0 25, T_mult 1.5, eta_min 1e-6)
+-> optim.schedule="cosine_restarts" with optim.warmup_epochs, optim.restart_epochs,
+optim.restart_mult, optim.end_lr; encoder_a_lr_scale 0.0 and encoder_b_lr_scale 0.1 ->
+optim.lr_scales.encoder_a / encoder_b; curriculum.* (30 / 50 / 20 epochs) -> curriculum.*;
+homeostasis (annealing_step 0.003, annealing_patience 5) -> homeostasis.*; targets (coverage
+1.0, hierarchy_B -0.8321, richness 0.006) -> ternary_vae/README.md. The seed's Q_enhanced >= 2.0
+target is unreachable by its own formula; selection uses Q_B instead.
 """
 
 import ml_collections

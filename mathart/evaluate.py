@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from common.checkpoint import load_run
-from common.cli import add_run_arguments, run_arguments
+from common.cli import add_run_arguments, handles_user_errors, run_arguments
 from configs.mathart import get_config  # a command line may read the configs; libraries do not
 from mathart import diffusion, image_metrics, input_pipeline
 from mathart.generate import build_generator, generate_all, pair_grid, upscale
@@ -58,6 +58,7 @@ def _parse_args(argv):
     return args
 
 
+@handles_user_errors
 def main(argv=None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -22,7 +22,7 @@ import sys
 import jax
 import numpy as np
 
-from common.cli import add_run_arguments, run_arguments
+from common.cli import add_run_arguments, handles_user_errors, run_arguments
 from mathart import diffusion
 
 
@@ -45,6 +45,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+@handles_user_errors
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     from mathart.formula import FormulaError, parse

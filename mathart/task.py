@@ -79,6 +79,7 @@ class MathArtTask(Task):
     """Formula (+ style) -> image diffusion: data, model, losses, eval and sample grids."""
 
     best_metric = ("val/mse", "min")
+    resume_safe_keys = ("sample.",)  # when and how sample grids are drawn
 
     def __init__(self, config: ml_collections.ConfigDict):
         super().__init__(config)

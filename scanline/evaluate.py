@@ -22,7 +22,7 @@ import numpy as np
 
 from common import stats
 from common.checkpoint import load_run
-from common.cli import add_run_arguments, run_arguments
+from common.cli import add_run_arguments, handles_user_errors, run_arguments
 from common.data import fixed_size_chunks
 from scanline import input_pipeline, loaders
 from scanline import model as model_lib
@@ -118,6 +118,7 @@ class _NoExtras(dict):
         return False
 
 
+@handles_user_errors
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m scanline.evaluate", description=__doc__)
     add_run_arguments(parser)

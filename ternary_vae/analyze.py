@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from common.cli import handles_user_errors
 from common.evaluate import open_run
 from common.metrics import unmasked_rows
 from ternary_vae import input_pipeline, metrics
@@ -120,10 +121,12 @@ def analyze(workdir: str, out_dir: str | None = None) -> dict:
     return report
 
 
+@handles_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("workdir", help="a ternary_vae stage-1 (or stage-0) run directory")
     parser.add_argument("--out", default=None, help="output folder (default WORKDIR/analysis)")
+    parser.add_argument("--verbose", action="store_true", help="tracebacks for errors")
     args = parser.parse_args(argv)
     analyze(args.workdir, args.out)
     return 0
