@@ -30,7 +30,8 @@ $(STAMP): requirements.lock
 setup: $(STAMP)
 
 train: $(STAMP)
-	$(BIN)/python -m vit.main --config=$(CONFIG) $(if $(WORKDIR),--workdir=$(WORKDIR),)
+	$(BIN)/python -m vit.main --config=$(CONFIG) $(if $(WORKDIR),--workdir=$(WORKDIR),) \
+		$(if $(DATA_DIR),--config.data_dir=$(DATA_DIR),)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -21,7 +21,9 @@ from common.writers import METRICS_FILE
 
 _LOWER_IS_BETTER = ("loss", "error", "perplexity", "nll", "fid", "mse")
 # Bookkeeping, not quality: only their latest value is reported.
-_NO_BEST = ("learning_rate", "grad_norm", "checkpoint_step")
+_NO_BEST = ("learning_rate", "grad_norm")
+# Bookkeeping a reader does not compare runs by: left out of reports, tables and plots.
+_LEFT_OUT = ("eta_minutes", "checkpoint_step")
 
 
 def lower_is_better(key: str) -> bool:
@@ -72,6 +74,8 @@ def read_metrics(run_dir: str) -> dict[str, list[Point]]:
 def summarise(series: dict[str, list[Point]]) -> dict[str, MetricSummary]:
     out = {}
     for key, points in sorted(series.items()):
+        if key.endswith(_LEFT_OUT):
+            continue
         best = None
         if not key.startswith("perf/") and not key.endswith(_NO_BEST):
             pick = min if lower_is_better(key) else max

@@ -71,11 +71,14 @@ def user_errors(verbose: bool = False, log_dir: str | None = None):
 
     try:
         yield
-    except (ConfigError, CheckpointError, NonFiniteLossError, OSError, ValueError) as e:
-        if verbose:
+    except Exception as e:
+        ours = type(e).__module__.split(".")[0] in _PROJECT_PACKAGES
+        known = (ConfigError, CheckpointError, NonFiniteLossError, OSError, ValueError)
+        if verbose or not (ours or isinstance(e, known)):
             raise
-        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-        message = lines[0] if lines else type(e).__name__
+        lines = [line.rstrip() for line in str(e).strip().splitlines() if line.strip()]
+        # Our own messages are written to be read whole; a library's first line says enough.
+        message = "\n".join(lines) if ours else (lines[0] if lines else type(e).__name__)
         if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
             message = f"{message}: {e.filename}"
         where = " (run again with --verbose for the traceback)"
@@ -86,6 +89,9 @@ def user_errors(verbose: bool = False, log_dir: str | None = None):
             where = f" (traceback in {path})"
         print(f"error: {message}{where}", file=sys.stderr, flush=True)
         sys.exit(1 if isinstance(e, NonFiniteLossError) else 2)
+
+
+_PROJECT_PACKAGES = ("common", "vit", "scanline", "mathart", "ternary_vae", "tests")
 
 
 def handles_user_errors(main: Callable) -> Callable:
@@ -127,6 +133,60 @@ def run_arguments(parser, args) -> tuple[str, str]:
     return run_dir, args.which
 
 
+_ASSIGNMENT = re.compile(r"^\s*c\.([A-Za-z0-9_.]+)\s*=\s*[^#]*?(?:#\s*(.*))?$")
+
+
+def _key_comments(*paths: str) -> dict[str, str]:
+    """dotted key -> the comment on (or the comment block just above) its first assignment
+    ``c.<key> = ...`` in the given config files: the meanings `--help` prints."""
+    meanings: dict[str, str] = {}
+    for path in paths:
+        block: list[str] = []
+        with open(path) as f:
+            for line in f:
+                stripped = line.strip()
+                if stripped.startswith("#"):
+                    block.append(stripped.lstrip("# "))
+                    continue
+                m = _ASSIGNMENT.match(line)
+                if m and m.group(1) not in meanings:
+                    text = m.group(2) or " ".join(block)
+                    if text:
+                        meanings[m.group(1)] = text
+                block = []
+    return meanings
+
+
+def config_help(task_cls: type, argv: list[str]) -> str:
+    """What ``--help`` prints: the command, the profiles, every config key with its default
+    (in the chosen profile) and its meaning, from the config files' own comments."""
+    from common import config as config_lib
+
+    family = task_cls.__module__.split(".")[0]
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    spec = spec or f"configs/{family}.py"
+    path = spec.partition(":")[0]
+    config = load_config_file(spec)
+    module_spec = importlib.util.spec_from_file_location("_jaxfam_config_help", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    profiles = getattr(module, "PROFILES", ())
+    meanings = _key_comments(config_lib.__file__, path)
+    lines = [
+        f"python -m {family}.main --config={path}[:PROFILE] [--workdir=DIR] "
+        "[--config.KEY=VALUE ...] [--print_config] [--verbose]",
+        "",
+        f"profiles: {', '.join(profiles) or '(none)'}",
+        f"keys, with their values in {spec} (set any with --config.KEY=VALUE):",
+    ]
+    flat = config_lib.flatten(config.to_dict())
+    width = min(max(len(k) for k in flat), 36)
+    for key, value in flat.items():
+        meaning = meanings.get(key, "")
+        lines.append(f"  {key:{width}s} = {value!r}" + (f"    # {meaning}" if meaning else ""))
+    return "\n".join(lines)
+
+
 def quiet_library_logs() -> None:
     """Orbax logs every save at INFO through absl; keep its warnings, drop the chatter."""
     import logging
@@ -137,6 +197,9 @@ def quiet_library_logs() -> None:
     for handler in logging.getLogger().handlers:
         handler.addFilter(keep)
     logging.getLogger("absl").addFilter(keep)
+    # jax reports at INFO every backend it could not start ("Unable to initialize backend
+    # 'tpu'") on every CPU and GPU host: noise for everyone who did not ask for that backend.
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
 
 def default_workdir(config: ml_collections.ConfigDict) -> str:
@@ -171,6 +234,13 @@ def run(
 ) -> None:
     """Parses flags, prepares the process and runs ``train_fn(task_cls, config, workdir)``."""
     argv = list(sys.argv if argv is None else argv)
+    if any(a in ("-h", "--help", "--helpfull", "--helpshort") for a in argv[1:]):
+        try:
+            print(config_help(task_cls, argv[1:]))
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        sys.exit(0)
     try:
         _precheck_argv(argv[1:])
     except ConfigError as e:
@@ -186,6 +256,7 @@ def run(
     )
     flags.DEFINE_string("workdir", None, "run directory (default: derived from the config)")
     flags.DEFINE_bool("verbose", False, "show tracebacks instead of one-line errors")
+    flags.DEFINE_bool("print_config", False, "print the resolved config and exit")
 
     def _main(_):
         from common import parallel  # imports jax: only after flags are parsed
@@ -197,6 +268,9 @@ def run(
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        if flags_def.print_config:
+            print(config)
+            return
         # jax.distributed.initialize() must run before anything touches a device.
         parallel.maybe_initialize_distributed(config)
         workdir = flags_def.workdir or workdir_fn(config)

@@ -80,8 +80,8 @@ class Progress:
     def __init__(self, *, total_steps: int, start_step: int, global_batch: int):
         self.total_steps = total_steps
         self.global_batch = global_batch
-        self._t = time.perf_counter()
-        self._step = start_step
+        self._t = self._t0 = time.perf_counter()
+        self._step = self._step0 = start_step
         self._wait = 0.0
 
     def measure(self, step: int, data_wait_total: float) -> dict[str, float]:
@@ -92,17 +92,30 @@ class Progress:
         if dsteps <= 0 or dt <= 0:
             return {}
         rate = dsteps / dt
+        # The ETA uses the rate since the meter started, evaluations and checkpoints included:
+        # the interval's own rate would make it jump after every evaluation.
+        overall = (step - self._step0) / max(now - self._t0, 1e-9)
         return {
             "perf/steps_per_sec": rate,
             "perf/examples_per_sec": rate * self.global_batch,
             "perf/data_wait_fraction": min(wait / dt, 1.0),
-            "perf/eta_minutes": (self.total_steps - step) / rate / 60.0,
+            "perf/eta_minutes": (self.total_steps - step) / overall / 60.0,
         }
+
+
+def human_duration(minutes: float) -> str:
+    """12.3 -> "12 min", 72.4 -> "1 h 12 min", 0.4 -> "24 s": for log lines people read."""
+    if minutes < 1:
+        return f"{round(minutes * 60)} s"
+    hours, rest = divmod(round(minutes), 60)
+    return f"{hours} h {rest} min" if hours else f"{rest} min"
 
 
 def format_line(step: int, total: int, epoch: float, scalars: Mapping[str, Any]) -> str:
     keys = sorted(scalars)
     parts = [f"step {step}/{total}", f"epoch {epoch:.2f}"]
+    if "perf/eta_minutes" in scalars:
+        parts.append(f"ETA {human_duration(float(scalars['perf/eta_minutes']))}")
     for k in keys:
         v = scalars[k]
         if isinstance(v, float):

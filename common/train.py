@@ -80,6 +80,12 @@ class Plan:
 
 def make_plan(config: ml_collections.ConfigDict, data: Datasets, mesh: Mesh) -> Plan:
     """Checks batch sizes against the devices and the data; converts every duration to steps."""
+    for key in ("batch_size", "eval_batch_size", "grad_accum_steps", "log_every_steps"):
+        value = config.get(key)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"config.{key}={value!r} must be a positive whole number")
+    if not config.learning_rate >= 0:  # 0 is allowed: a run that changes nothing (tests)
+        raise ConfigError(f"config.learning_rate={config.learning_rate!r} must be >= 0")
     global_batch = int(config.batch_size)
     per_device = parallel.per_device_batch(global_batch, mesh)
     accum = int(config.grad_accum_steps)

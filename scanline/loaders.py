@@ -72,6 +72,31 @@ def _check_labels(labels: np.ndarray, where: str) -> np.ndarray:
     return labels.astype(np.int32)
 
 
+def _check_values(images: np.ndarray, labels: np.ndarray, named: bool, where: str) -> None:
+    """NaN/inf pixels and label numbers that leave most classes empty are refused by name:
+    the first would surface as a non-finite loss steps later, the second as thousands of
+    phantom classes."""
+    bad_images, bad_values = [], 0
+    flat = images.reshape(len(images), -1)
+    for start in range(0, len(flat), 1024):  # chunks: a 60,000-scan file is 4 GB of floats
+        bad = ~np.isfinite(flat[start : start + 1024])
+        if bad.any():
+            bad_values += int(bad.sum())
+            bad_images.extend((start + np.nonzero(bad.any(1))[0]).tolist())
+    if bad_values:
+        raise DataFormatError(
+            f"{where}: {bad_values} pixel values are NaN or infinite, in {len(bad_images)} "
+            f"images (first: image {bad_images[0]}); fix or drop those images"
+        )
+    if labels.size and not named:
+        k, present = int(labels.max()) + 1, len(np.unique(labels))
+        if present < k / 2:
+            raise DataFormatError(
+                f"{where}: labels run to {k - 1} but only {present} of those {k} classes occur; "
+                "number the classes 0..K-1, or name all K (config.data.class_names)"
+            )
+
+
 def load_npz(
     path: str, *, line_length: int = 128, class_names: tuple[str, ...] | None = None
 ) -> ScanData:
@@ -119,6 +144,7 @@ def load_npz(
         raise DataFormatError(f"{path}: 'groups' must be integer ids, found dtype {groups.dtype}")
     k = int(labels.max()) + 1 if n else 0
     names_in = class_names if class_names else names
+    _check_values(images, labels, names_in is not None and len(names_in) > 0, path)
     return ScanData(
         images=images.astype(np.float32, copy=False),
         labels=labels,
@@ -225,6 +251,7 @@ def load_mat(
         labels = np.stack([np.bincount(r, minlength=k) for r in line_labels]).argmax(1)
     else:
         labels = first
+    _check_values(images, labels, True, path)  # MATLAB: one-hot columns, so y's rows name K
     return ScanData(
         images=images,
         labels=labels.astype(np.int32),

@@ -72,6 +72,8 @@ def default_data_dir() -> str:
 
 def _missing_message(data_dir: str | None, reason: str) -> str:
     where = data_dir or f"the default data_dir ({default_data_dir()})"
+    if data_dir and not os.path.exists(os.path.expanduser(data_dir)):
+        where = f"config.data_dir={data_dir} (that folder does not exist)"
     target = data_dir or "DIR"
     return (
         f"CIFAR-10 is not prepared in {where} and cannot be downloaded ({reason}). Two ways to "

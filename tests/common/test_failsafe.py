@@ -33,11 +33,11 @@ def _files(folder) -> dict[str, int]:
     }
 
 
-def _truncate_biggest_array_file(step_dir):
-    arrays = [p for p in glob.glob(f"{step_dir}/state/**/d/*", recursive=True) if os.path.isfile(p)]
-    biggest = max(arrays, key=os.path.getsize)
-    with open(biggest, "r+b") as f:
-        f.truncate(os.path.getsize(biggest) // 2)
+def _truncate_array_files(step_dir):
+    # Every data file of the array store: which one holds which array is orbax's business.
+    for path in glob.glob(f"{step_dir}/state/**/d/*", recursive=True):
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
 
 
 def _junk_metadata(step_dir):
@@ -49,7 +49,7 @@ def _delete_state(step_dir):
     shutil.rmtree(os.path.join(step_dir, "state"))
 
 
-@pytest.mark.parametrize("damage", [_truncate_biggest_array_file, _junk_metadata, _delete_state])
+@pytest.mark.parametrize("damage", [_truncate_array_files, _junk_metadata, _delete_state])
 def test_a_damaged_latest_step_is_set_aside_and_the_run_resumes_from_the_older_one(
     finished, tmp_path, caplog, damage
 ):
@@ -156,3 +156,61 @@ def test_a_changed_schedule_is_applied_logged_and_the_old_config_kept(finished, 
     )
     assert json.loads((workdir / "config.16.json").read_text()) == config_before
     assert json.loads((workdir / "config.json").read_text())["max_steps"] == 24
+
+
+def _cli(workdir, *flags):
+    import subprocess
+
+    from tests.common.conftest import tiny_cli
+
+    proc = tiny_cli(workdir, *flags, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--config.batch_size=0"], "error: config.batch_size=0 must be a positive whole number"),
+        (["--config.batch_size=-4"], "error: config.batch_size=-4 must be a positive whole number"),
+        (["--config.learning_rate=-0.1"], "error: config.learning_rate=-0.1 must be >= 0"),
+        (
+            ["--config.dtype=float16"],
+            "error: config.dtype='float16' is not supported (float16 needs loss scaling",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, flags, message):
+    code, _, err = _cli(tmp_path / "run", *flags)
+    assert code == 2 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith(message), err[-2000:]
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_a_workdir_that_is_a_file_is_refused_and_kept(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    code, _, err = _cli(path)
+    assert code == 2 and "Traceback" not in err
+    assert f"error: --workdir {path} is a file; name a directory" in err
+    assert path.read_text() == "mine"
+
+
+def test_help_lists_profiles_and_keys_and_print_config_does_no_work(tmp_path):
+    code, out, _ = _cli(tmp_path / "run", "--help")
+    assert code == 0 and "profiles: default, smoke" in out
+    assert "batch_size" in out and "# GLOBAL train batch" in out and "tiny.hidden" in out
+    code, out, err = _cli(tmp_path / "run", "--config.max_steps=3", "--print_config")
+    assert code == 0 and "max_steps: 3" in out, err[-2000:]
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_human_eta():
+    from common.metrics import human_duration
+
+    assert [human_duration(m) for m in (0.4, 12.3, 72.4, 600)] == [
+        "24 s",
+        "12 min",
+        "1 h 12 min",
+        "10 h 0 min",
+    ]

@@ -34,6 +34,9 @@ def test_analyze_reports_best_and_latest_with_steps(two_runs, tmp_path):
     assert (tmp_path / "report.md").read_text().startswith("# Runs")
     assert (tmp_path / "val_loss.png").stat().st_size > 0
     assert analyze.summarise(series)["train/learning_rate"].best is None
+    # Bookkeeping is not compared: no ETA and no checkpoint-step rows or plots.
+    assert "eta_minutes" not in report and "checkpoint_step" not in report
+    assert not list(tmp_path.glob("*eta*.png"))
 
 
 def test_analyze_cli_errors_clearly(tmp_path, capsys):

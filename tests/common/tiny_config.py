@@ -7,11 +7,13 @@ import ml_collections
 
 from common.config import base_config, parse_profile
 
+PROFILES = ("default", "smoke")
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     profile = parse_profile(
         arg,
-        choices=("default", "smoke"),
+        choices=PROFILES,
         default="default",
         config_file="tests/common/tiny_config.py",
     )

@@ -123,3 +123,19 @@ def test_mat_errors(tmp_path):
 def test_unknown_extension(tmp_path):
     with pytest.raises(loaders.DataFormatError, match="extension"):
         loaders.load_file(str(tmp_path / "x.csv"))
+
+
+def test_nan_pixels_and_phantom_classes_are_refused_by_name(tmp_path):
+    images = np.zeros((6, 8, 16), np.float32)
+    images[4, 2, 3] = np.nan
+    images[5, 0, :2] = np.inf
+    np.savez(tmp_path / "nan.npz", images=images, labels=np.array([0, 1, 2, 3, 0, 1]))
+    with pytest.raises(loaders.DataFormatError, match=r"3 pixel values are NaN or infinite, in 2 "):
+        loaders.load_npz(str(tmp_path / "nan.npz"), line_length=16)
+    images = np.zeros((6, 8, 16), np.float32)
+    np.savez(tmp_path / "ids.npz", images=images, labels=np.array([0, 1, 2, 3, 0, 255]))
+    with pytest.raises(loaders.DataFormatError, match=r"labels run to 255 but only 5 of those 256"):
+        loaders.load_npz(str(tmp_path / "ids.npz"), line_length=16)
+    # Named classes make a sparse numbering deliberate: 256 names, 5 used, accepted.
+    names = tuple(f"c{k}" for k in range(256))
+    assert loaders.load_npz(str(tmp_path / "ids.npz"), line_length=16, class_names=names)

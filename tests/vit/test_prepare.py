@@ -145,3 +145,13 @@ def test_shared_jpeg_copy_prepares_real_cifar10(shared_dir, tmp_path):
     assert rc == 0
     loaded = input_pipeline.load_cifar10(str(tmp_path), download=False)
     same_examples(loaded["test"], data["test"])
+
+
+def test_a_data_dir_that_does_not_exist_is_said_to_be_missing(tmp_path):
+    from vit import input_pipeline
+
+    missing = str(tmp_path / "cifar")
+    with pytest.raises(input_pipeline.DatasetUnavailableError) as e:
+        input_pipeline.load_cifar10(missing, download=False)
+    assert f"config.data_dir={missing} (that folder does not exist)" in str(e.value)
+    assert f"python -m vit.prepare_cifar10 --source PATH --data_dir {missing}" in str(e.value)
