@@ -204,6 +204,47 @@ def open_run(
     )
 
 
+@dataclasses.dataclass
+class Trained:
+    """A trained run, ready to use from Python (``common.load_run(run_dir)``): its config,
+    Task (``task.model`` is the Flax module), the params evaluation uses (EMA when the run
+    kept them) and `predict`. Nothing of the training data is loaded."""
+
+    config: ml_collections.ConfigDict
+    task: Task
+    step: int
+    params: Any
+    extras: Any
+    meta: dict
+    _compiled: Any = None
+
+    def predict(self, batch: Mapping[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
+        """The Task's `predict` on a host batch (numpy arrays), as numpy arrays."""
+        if self._compiled is None:
+            self._compiled = jax.jit(self.task.predict)
+        inputs = {k: jnp.asarray(v) for k, v in batch.items()}
+        out = self._compiled(self.params, self.extras, inputs, jax.random.key(seed))
+        return {k: np.asarray(v) for k, v in out.items()}
+
+
+def load_trained(path: str, which: str = "best") -> Trained:
+    """Loads a run for use from Python: ``common.load_run(path).predict(batch)``.
+
+    `path`: a run directory, its checkpoints/ or one checkpoints/<step>; `which`: "best",
+    "latest" or a step number."""
+    probe = ckpt_lib.read_run_config(path)
+    run = ckpt_lib.load_run(path, which, defaults=family_defaults(probe))
+    task = task_class(run.config)(run.config)
+    return Trained(
+        config=run.config,
+        task=task,
+        step=run.step,
+        params=run.eval_params,
+        extras=run.extras,
+        meta=run.meta,
+    )
+
+
 def apply_overrides(
     config: ml_collections.ConfigDict, overrides: Mapping[str, Any]
 ) -> ml_collections.ConfigDict:

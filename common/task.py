@@ -232,6 +232,15 @@ class Task:
         del fresh, loaded_task_state
         return loaded
 
+    def predict(
+        self, params: Params, extras: Any, batch: Batch, rng: jax.Array
+    ) -> dict[str, jax.Array]:
+        """What the trained model is for, on a batch of a user's inputs: a pure, jit-able
+        function (`common.load_run(...).predict` compiles it). Each family documents its
+        inputs and outputs; nothing here may read the training data."""
+        del params, extras, batch, rng
+        raise NotImplementedError(f"{type(self).__name__} defines no predict")
+
     @classmethod
     def ignored_settings(cls, config: ml_collections.ConfigDict) -> dict[str, str]:
         """Dotted config keys that `config`'s own choices make this Task ignore, each with the

@@ -400,6 +400,15 @@ class MathArtTask(Task):
             scalars={f"samples/{k}": v for k, v in scores.items()},
         )
 
+    def predict(self, params, extras, batch, rng) -> dict:
+        """{"tokens": int32 [B, max_formula_tokens] (the run's tokenizer,
+        `tokenizer_from_meta(run.meta).encode(text, ...)`), "style": [B, STYLE_DIM]
+        (`input_pipeline.style_features(seeds)`, -1 = no style)} -> {"image": uint8
+        [B, R, R, 3]}: the run's sampler, steps and guidance (config.sample)."""
+        del extras
+        images = self.generator()(params, batch["tokens"], batch["style"], rng)
+        return {"image": jnp.round((jnp.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)}
+
     def summarize_eval(self, split: str, computed) -> EvalSummary:
         return EvalSummary(scalars={k: float(np.asarray(v)) for k, v in computed.items()})
 

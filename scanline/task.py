@@ -142,6 +142,22 @@ class ScanlineTask(Task):
             mask=batch["mask"],
         )
 
+    def predict(self, params, extras, batch, rng) -> dict:
+        """{"image": [B, lines, line_length] heights as scanned} -> {"probs": [B, K] at the
+        last read-out (the whole scan), "label": [B], "probs_by_readout": [B, P, K]} (P
+        read-outs for progressive models). The per-line z-score of training is applied here
+        when the run used it; K comes from the trained head, so no data is read."""
+        del extras, rng
+        x = jnp.asarray(batch["image"], jnp.float32)
+        if self.config.data.normalize == "per_line":
+            mean = x.mean(-1, keepdims=True)
+            std = x.std(-1, keepdims=True)
+            x = (x - mean) / jnp.where(std > self.config.data.eps, std, 1.0)
+        num_classes = params["head"]["kernel"].shape[-1]
+        model = model_lib.build_model(self.config.model, num_classes, compute_dtype(self.config))
+        probs = jax.nn.softmax(model.apply({"params": params}, x, train=False), axis=-1)
+        return {"probs": probs[:, -1], "label": probs[:, -1].argmax(-1), "probs_by_readout": probs}
+
     def summarize_eval(self, split: str, computed: Mapping[str, Any]) -> EvalSummary:
         out = unmasked_rows(computed["outputs"])
         log_probs = out["log_probs"].astype(np.float64)

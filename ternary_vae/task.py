@@ -299,6 +299,22 @@ class TernaryVaeTask(Task):
             mask=batch["mask"],
         )
 
+    def predict(self, params, extras, batch, rng) -> dict:
+        """{"trits": [B, 9] in {-1, 0, 1}} -> the deterministic path evaluation measures:
+        "z_a", "z_b" (points in the ball), "radius_a", "radius_b" (hyperbolic) and "decoded"
+        (the trits decoded from z_a's mean, [B, 9] in {-1, 0, 1})."""
+        del extras, rng
+        x = jnp.asarray(batch["trits"], jnp.float32)
+        out = self.model.apply({"params": params}, x, train=False)
+        c = self.config.model.curvature
+        return {
+            "z_a": out["z_a"],
+            "z_b": out["z_b"],
+            "radius_a": hyperbolic.hyperbolic_radius(out["z_a"], c),
+            "radius_b": hyperbolic.hyperbolic_radius(out["z_b"], c),
+            "decoded": jnp.argmax(out["logits_mean"], -1).astype(jnp.int32) - 1,
+        }
+
     def summarize_eval(self, split: str, computed: Mapping[str, Any]) -> EvalSummary:
         outputs = unmasked_rows(computed["outputs"])
         m = self.config.metrics

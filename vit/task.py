@@ -114,6 +114,16 @@ class VitTask(Task):
             mask=batch["mask"],
         )
 
+    def predict(self, params: Params, extras, batch: Batch, rng: jax.Array) -> dict:
+        """{"image": uint8 [B, 32, 32, 3]} -> {"probs": [B, 10], "label": [B]}
+        (class names: `vit.input_pipeline.CLASS_NAMES`)."""
+        del extras, rng
+        logits = self.model.apply(
+            {"params": params}, augment.normalize(batch["image"]), train=False
+        )
+        probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+        return {"probs": probs, "label": jnp.argmax(probs, -1)}
+
     def summarize_eval(self, split: str, computed: dict) -> EvalSummary:
         return eval_metrics.summarize(split, computed, self.class_names)
 

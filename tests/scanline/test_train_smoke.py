@@ -159,3 +159,18 @@ def test_staged_continuation_on_a_fresh_synthetic_set(tmp_path, smoke_data_dir, 
     best = load_run(str(first), "best").params
     after = load_run(str(tmp_path / "stage2"), "latest").params
     jax.tree.map(np.testing.assert_array_equal, best, after)
+
+
+def test_a_trained_run_is_usable_from_python(lrcn_run):
+    import common
+
+    workdir, config, result = lrcn_run
+    trained = common.load_run(str(workdir))
+    test_file = input_pipeline.synthetic_file(config, config.synth.test_n, config.synth.test_seed)
+    with np.load(test_file) as f:
+        raw, labels = f["images"], f["labels"]
+    out = trained.predict({"image": raw})  # heights as scanned: predict z-scores each line
+    host = evaluate.predict(trained.config, trained.params, input_pipeline.zscore_lines(raw))
+    np.testing.assert_allclose(out["probs"], host, atol=1e-4)
+    accuracy = float((out["label"] == labels).mean())
+    assert accuracy == pytest.approx(result.final_metrics["final/test/accuracy"], abs=1e-9)

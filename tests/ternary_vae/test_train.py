@@ -118,3 +118,18 @@ def test_analysis_reports_the_loops_figures_and_draws_the_ball(interrupted_then_
     assert len(best["level_means_b"]) == 10
     for name in ("radius_by_valuation_best.png", "ball_b_latest.png", "metrics.json"):
         assert (tmp_path / name).is_file(), name
+
+
+def test_a_trained_run_is_usable_from_python(interrupted_then_resumed):
+    import common
+    from ternary_vae import ternary
+
+    workdir, (_, _, third) = interrupted_then_resumed
+    trained = common.load_run(workdir)
+    ops = ternary.all_operations()
+    out = trained.predict({"trits": ops["trits"]})
+    coverage = float(np.all(out["decoded"] == ops["trits"], axis=1).mean())
+    assert trained.step == third.final_metrics["final/checkpoint_step"]
+    assert coverage == pytest.approx(third.final_metrics["final/val/coverage"], abs=1e-9)
+    assert out["z_b"].shape == (3**9, trained.config.model.latent_dim)
+    assert np.all(np.linalg.norm(out["z_b"], axis=1) <= trained.config.model.max_radius + 1e-6)

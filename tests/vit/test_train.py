@@ -158,3 +158,29 @@ def test_cli_trains_on_prepared_cifar10_and_resumes(binary_data_dir, tmp_path):
         if key.startswith("final/test/"):
             assert again[key.removeprefix("final/")] == pytest.approx(value, rel=1e-6, abs=1e-7)
     assert glob.glob(str(tmp_path / "images" / "eval_test_step*_confusion_matrix.png"))
+
+    # From Python, in a fresh process: common.load_run(...).predict gives the same accuracy.
+    script = (
+        "import json, sys, numpy as np, common\n"
+        "from vit.input_pipeline import load_cifar10\n"
+        "trained = common.load_run(sys.argv[1])\n"
+        "images, labels = load_cifar10(sys.argv[2], download=False)['test']\n"
+        "out = trained.predict({'image': images})\n"
+        "print(json.dumps({'step': trained.step, 'accuracy': float((out['label'] == labels)"
+        ".mean()), 'sums': out['probs'].sum(1).tolist()}))\n"
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), str(data_dir)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    predicted = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert predicted["step"] == final["final/checkpoint_step"]
+    assert predicted["accuracy"] == pytest.approx(final["final/test/accuracy"], abs=1e-6)
+    np.testing.assert_allclose(predicted["sums"], 1.0, rtol=1e-5)
