@@ -4,6 +4,7 @@ Images returned here are HWC uint8, ready for `EvalSummary.images` / `HookResult
 (the loop writes them to TensorBoard and as PNG).
 """
 
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -42,7 +43,11 @@ def confusion_matrix_image(
     size = max(4.0, 0.55 * k + 2.5)
     fig, ax = plt.subplots(figsize=(size + 0.8, size), dpi=80)
     im = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
-    names = [str(n)[:12] for n in list(class_names)[:k]]
+    # Full names, wrapped at word breaks ("defects_bad_tip" -> "defects bad\ntip"), never cut.
+    names = [
+        "\n".join(textwrap.wrap(str(n).replace("_", " "), 14) or [""])
+        for n in list(class_names)[:k]
+    ]
     ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), names, fontsize=8)
     ax.set_xlabel("predicted")

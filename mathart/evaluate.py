@@ -28,7 +28,7 @@ from common.checkpoint import load_run
 from common.cli import add_run_arguments, handles_user_errors, run_arguments
 from configs.mathart import get_config  # a command line may read the configs; libraries do not
 from mathart import diffusion, image_metrics, input_pipeline
-from mathart.generate import build_generator, generate_all, pair_grid, upscale
+from mathart.generate import build_generator, captioned_pairs, generate_all
 from mathart.models import build_model, num_families_of
 from mathart.task import tokenizer_from_meta
 
@@ -123,8 +123,13 @@ def main(argv=None) -> int:
     from PIL import Image
 
     shown = min(32, len(split))
-    grid = pair_grid(generated[:shown], split.arrays["image"][:shown])
-    Image.fromarray(upscale(grid, s.grid_upscale)).save(grid_path)
+    grid = captioned_pairs(
+        generated[:shown],
+        split.arrays["image"][:shown],
+        [str(f) for f in split.formulas[:shown]],
+        scale=s.grid_upscale,
+    )
+    Image.fromarray(grid).save(grid_path)
     for key, value in result.items():
         if key == "by_family":
             continue  # in the JSON file; too long for the terminal

@@ -3,7 +3,7 @@
 through `build_generator`.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -128,3 +128,39 @@ def generate_all(generate: Generator, params, split: Split, batch: int, rng) -> 
         )
         out.append(to_uint8(images)[:real])
     return np.concatenate(out)
+
+
+CAPTION_PX = 14  # one line of PIL's default font, below each pair
+
+
+def captioned_pairs(
+    generated: np.ndarray,
+    truth: np.ndarray,
+    captions: Sequence[str],
+    *,
+    pairs_per_row: int = 4,
+    scale: int = 1,
+) -> np.ndarray:
+    """Sample grids a person can read: each [generated | ground truth] pair enlarged `scale`x,
+    its caption (the formula) below it, and a header saying which side is which."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    pairs = np.stack([upscale(p, scale) for p in np.concatenate([generated, truth], axis=2)])
+    n, h, w, _ = pairs.shape
+    pad, rows = 3, -(-n // pairs_per_row)
+    header = CAPTION_PX + pad
+    cell_h = h + CAPTION_PX + pad
+    canvas = Image.new(
+        "RGB", (pairs_per_row * (w + pad) + pad, header + rows * cell_h + pad), "white"
+    )
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    draw.text((pad, pad), "each pair: generated | ground truth", fill="black", font=font)
+    max_chars = max(4, w // 6)
+    for i, (pair, caption) in enumerate(zip(pairs, captions)):
+        r, c = divmod(i, pairs_per_row)
+        x, y = pad + c * (w + pad), header + r * cell_h
+        canvas.paste(Image.fromarray(pair), (x, y))
+        text = caption if len(caption) <= max_chars else caption[: max_chars - 1] + "…"
+        draw.text((x, y + h + 1), text, fill="black", font=font)
+    return np.asarray(canvas)

@@ -35,7 +35,7 @@ from common.config import due, steps_from
 from common.task import Datasets, EvalSummary, HookContext, HookResult, StepContext, Task
 from mathart import diffusion, image_metrics, input_pipeline, losses, transfer
 from mathart.formula import Tokenizer
-from mathart.generate import build_generator, pair_grid, to_uint8, upscale
+from mathart.generate import build_generator, captioned_pairs, to_uint8
 from mathart.models import MathArtDenoiser, build_model, forward_flops, num_families_of
 from mathart.models import vgg16 as vgg_lib
 
@@ -394,7 +394,12 @@ class MathArtTask(Task):
         generated = to_uint8(images)
         truth = split.arrays["image"]
         scores = image_metrics.score(generated, truth, grid["candidates"])
-        picture = upscale(pair_grid(generated, truth), self.config.sample.grid_upscale)
+        picture = captioned_pairs(
+            generated,
+            truth,
+            [str(f) for f in split.formulas],
+            scale=self.config.sample.grid_upscale,
+        )
         return HookResult(
             images={"samples/generated_vs_truth": picture},
             scalars={f"samples/{k}": v for k, v in scores.items()},

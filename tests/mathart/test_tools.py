@@ -96,3 +96,22 @@ def test_grid_helpers():
         4 * (2 * S + 3) + 3,
         3,
     )
+
+
+def test_captioned_pairs_put_each_pair_above_its_formula():
+    from mathart.generate import CAPTION_PX, captioned_pairs, upscale
+
+    rng = np.random.default_rng(0)
+    gen = rng.integers(0, 256, (3, S, S, 3), dtype=np.uint8)
+    truth = rng.integers(0, 256, (3, S, S, 3), dtype=np.uint8)
+    grid = captioned_pairs(
+        gen, truth, ["r = sin(4*theta)", "y = x", "x^2 + y^2 = 9"], pairs_per_row=2, scale=2
+    )
+    w, h, top = 2 * 2 * S, 2 * S, CAPTION_PX + 3
+    assert grid.shape == (top + 2 * (h + CAPTION_PX + 3) + 3, 2 * (w + 3) + 3, 3)
+    # The third pair: second row, first column, enlarged, generated on the left.
+    y = top + h + CAPTION_PX + 3
+    np.testing.assert_array_equal(grid[y : y + h, 3 : 3 + w // 2], upscale(gen[2], 2))
+    np.testing.assert_array_equal(grid[y : y + h, 3 + w // 2 : 3 + w], upscale(truth[2], 2))
+    assert (grid[y + h : y + h + CAPTION_PX, 3 : 3 + w] < 128).any()  # its caption is drawn
+    assert (grid[:CAPTION_PX, :] < 128).any()  # and the header

@@ -14,7 +14,7 @@ from common.checkpoint import load_run
 from common.evaluate import evaluate_run
 from common.train import train_and_evaluate
 from configs.mathart import get_config
-from mathart import evaluate, input_pipeline, sample
+from mathart import evaluate, generate, input_pipeline, sample
 from mathart.dataset.jsonl import load_jsonl
 from mathart.task import MathArtTask, tokenizer_from_meta
 
@@ -93,8 +93,10 @@ def test_smoke_run_trains_evaluates_and_writes_sample_grids(smoke_run):
     pngs = sorted(p for p in os.listdir(os.path.join(workdir, "images")) if p.startswith("samples"))
     assert len(pngs) == 2, pngs  # epochs 1 and 2
     grid = np.asarray(Image.open(os.path.join(workdir, "images", pngs[-1])))
-    # 4 [generated | truth] pairs (sample.grid_formulas) in one row, 3 px gaps, enlarged 4x.
-    assert grid.shape == (4 * (SIZE + 2 * 3), 4 * (4 * (2 * SIZE + 3) + 3), 3)
+    # 4 [generated | truth] pairs (sample.grid_formulas) in one row, enlarged 4x, 3 px gaps,
+    # under a header line and each above its caption (mathart.generate.captioned_pairs).
+    caption = generate.CAPTION_PX
+    assert grid.shape == (caption + 3 + 4 * SIZE + caption + 3 + 3, 4 * (8 * SIZE + 3) + 3, 3)
 
 
 def test_offline_evaluation_is_the_loops_evaluation(smoke_run):
