@@ -93,6 +93,8 @@ def base_config() -> ml_collections.ConfigDict:
     # step; "refuse" stops with a message and touches nothing.
     c.on_damaged_checkpoint = "use_older"
     c.log_every_steps = 50
+    c.wandb_project = ""  # Weights & Biases project ([wandb] extra); "" = off
+    c.wandb_entity = ""  # W&B team or user; "" = your default
     c.ema_decay = 0.0  # > 0 keeps an EMA of params; evaluation/sampling use it
     c.early_stopping = ml_collections.ConfigDict()
     c.early_stopping.patience = 0  # evaluations without improvement; 0 = off
@@ -296,6 +298,8 @@ RESUME_SAFE_KEYS = (
     "resume_from",
     "init_from",
     "on_damaged_checkpoint",
+    "wandb_project",
+    "wandb_entity",
 )
 # ... except these, which change the optimizer state's structure or dtype.
 RESUME_UNSAFE_KEYS = ("optim.name", "optim.mu_dtype")

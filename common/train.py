@@ -572,7 +572,7 @@ def train_and_evaluate(
         write_config(config, workdir, changes, start_step)  # only once the restore worked
     if start_step > plan.total_steps:
         logging.warning("checkpoint step %d is past the end %d", start_step, plan.total_steps)
-    writer = writers_lib.RunWriter(workdir, is_main=jax.process_index() == 0)
+    writer = writers_lib.RunWriter.for_run(workdir, config, is_main=jax.process_index() == 0)
     writer.set_epoch_fn(plan.epoch)
     if jax.process_index() == 0 and start_step == 0:
         _describe_model(state, config, writer)

@@ -13,11 +13,12 @@ nothing that trains or logs here may need TensorFlow, which bare JAX GPU images 
 `common.analyze` and the families' sweep tables read.
 """
 
+import hashlib
 import io
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -224,6 +225,49 @@ def write_png(path: str, image: Any) -> str:
     return path
 
 
+class WandbWriter(MetricWriter):
+    """Weights & Biases, optional (the ``[wandb]`` extra) and off unless
+    ``config.wandb_project`` is set. The W&B run id is derived from the work directory, so a
+    resumed run continues the same W&B run instead of starting a new one."""
+
+    def __init__(self, workdir: str, project: str, entity: str = "", config: Mapping | None = None):
+        try:
+            import wandb
+        except ImportError as e:
+            from common.config import ConfigError
+
+            raise ConfigError(
+                f"config.wandb_project='{project}' needs Weights & Biases: pip install -e "
+                "'.[wandb]' (or leave wandb_project empty)"
+            ) from e
+        self._wandb = wandb
+        run_id = hashlib.sha1(os.path.abspath(workdir).encode()).hexdigest()[:16]
+        self.run = wandb.init(
+            project=project,
+            entity=entity or None,
+            id=run_id,
+            name=os.path.basename(os.path.abspath(workdir)),
+            dir=workdir,
+            resume="allow",
+            config=dict(config or {}),
+        )
+
+    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+        self.run.log(dict(scalars), step=step)
+
+    def write_images(self, step: int, images: Mapping[str, Any]) -> None:
+        self.run.log({k: self._wandb.Image(np.asarray(v)[0]) for k, v in images.items()}, step=step)
+
+    def write_texts(self, step: int, texts: Mapping[str, str]) -> None:
+        self.run.log({k: str(v) for k, v in texts.items()}, step=step)
+
+    def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+        self.run.config.update(dict(hparams), allow_val_change=True)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
 class RunWriter:
     """The loop's writer: TensorBoard, metrics.jsonl and PNGs on process 0; no-op elsewhere.
 
@@ -231,7 +275,7 @@ class RunWriter:
     them); the loop's own non-finite check reports a NaN loss instead.
     """
 
-    def __init__(self, workdir: str, *, is_main: bool):
+    def __init__(self, workdir: str, *, is_main: bool, extra: Sequence[MetricWriter] = ()):
         self.jsonl: JsonlWriter | None = None
         self._writers: list[MetricWriter] = []
         if is_main:
@@ -240,7 +284,19 @@ class RunWriter:
                 TensorBoardWriter(os.path.join(workdir, TENSORBOARD_DIR)),
                 self.jsonl,
                 PngWriter(os.path.join(workdir, IMAGES_DIR)),
+                *extra,
             ]
+
+    @classmethod
+    def for_run(cls, workdir: str, config, *, is_main: bool) -> "RunWriter":
+        """The loop's writer for `config`: W&B too when ``config.wandb_project`` is set."""
+        extra = []
+        if is_main and config.get("wandb_project"):
+            flat = flatten_config(config.to_dict())
+            extra.append(
+                WandbWriter(workdir, config.wandb_project, config.get("wandb_entity") or "", flat)
+            )
+        return cls(workdir, is_main=is_main, extra=extra)
 
     def set_epoch_fn(self, fn) -> None:
         if self.jsonl is not None:

@@ -82,3 +82,46 @@ def test_writers_keep_clus_metric_writer_interface():
         assert list(inspect.signature(ours).parameters) == list(
             inspect.signature(theirs).parameters
         ), name
+
+
+def test_wandb_is_optional_and_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import pytest
+
+    from common.config import ConfigError
+    from common.writers import WandbWriter
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
+    with pytest.raises(ConfigError, match=r"needs Weights & Biases: pip install -e '\.\[wandb\]'"):
+        WandbWriter(str(tmp_path), "proj")
+
+    calls = []
+
+    class FakeRun:
+        def __init__(self, **kwargs):
+            calls.append(("init", kwargs))
+            self.config = types.SimpleNamespace(update=lambda d, **kw: calls.append(("hp", d)))
+
+        def log(self, values, step):
+            calls.append(("log", step, values))
+
+        def finish(self):
+            calls.append(("finish",))
+
+    fake = types.SimpleNamespace(init=lambda **kw: FakeRun(**kw), Image=lambda a: ("img", a.shape))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    first = WandbWriter(str(tmp_path), "proj", config={"lr": 0.1})
+    first.write_scalars(3, {"train/loss": 0.5})
+    first.write_images(3, {"val/cm": np.zeros((1, 4, 5, 3), np.uint8)})
+    first.close()
+    again = WandbWriter(str(tmp_path), "proj")
+    inits = [c[1] for c in calls if c[0] == "init"]
+    assert inits[0]["id"] == inits[1]["id"] and inits[0]["resume"] == "allow"
+    assert ("log", 3, {"train/loss": 0.5}) in calls and (
+        "log",
+        3,
+        {"val/cm": ("img", (4, 5, 3))},
+    ) in calls
+    assert again.run is not first.run
