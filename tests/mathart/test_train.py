@@ -271,3 +271,26 @@ def test_a_trained_run_is_usable_from_python(smoke_run):
     first, again = trained.predict(batch, seed=3), trained.predict(batch, seed=3)
     assert first["image"].shape == (2, SIZE, SIZE, 3) and first["image"].dtype == np.uint8
     np.testing.assert_array_equal(first["image"], again["image"])  # seeded: reproducible
+
+
+def test_sampling_a_run_whose_checkpoint_is_damaged_is_one_line(smoke_run, tmp_path, capsys):
+    import shutil
+
+    _, _, workdir = smoke_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)
+    steps = sorted(int(d) for d in os.listdir(copy / "checkpoints") if d.isdigit())
+    shutil.rmtree(copy / "checkpoints" / str(steps[-1]) / "state")
+    out = tmp_path / "grid.png"
+    for which in ("latest", str(steps[-1])):
+        argv = [str(copy), "--which", which, "--formula", "y = 0.5*x", "--out", str(out)]
+        if len(steps) > 1 and which == "latest":
+            assert sample.main(argv) == 0  # the next older step, with a warning
+            continue
+        with pytest.raises(SystemExit) as e:
+            sample.main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and not any("Traceback" in line for line in err)
+        assert err[-1].startswith("error: ") and f"step {steps[-1]}" in err[-1]
+        assert "KeyError" in err[-1] or "cannot be read" in err[-1]
+    assert not out.exists()

@@ -184,3 +184,14 @@ def test_cli_trains_on_prepared_cifar10_and_resumes(binary_data_dir, tmp_path):
     assert predicted["step"] == final["final/checkpoint_step"]
     assert predicted["accuracy"] == pytest.approx(final["final/test/accuracy"], abs=1e-6)
     np.testing.assert_allclose(predicted["sums"], 1.0, rtol=1e-5)
+
+
+def test_missing_data_is_advice_without_a_traceback(tmp_path):
+    missing = tmp_path / "no_cifar_here"
+    proc = run_cli(f"--config.data_dir={missing}", "--config.download=False", workdir=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    said = f"error: CIFAR-10 is not prepared in config.data_dir={missing} (that folder does not"
+    assert f"{said} exist)" in proc.stderr
+    assert f"python -m vit.prepare_cifar10 --source PATH --data_dir {missing}" in proc.stderr
+    assert "(traceback in " in proc.stderr  # kept in the run directory's error.log
+    assert "Traceback" in (tmp_path / "error.log").read_text()
