@@ -74,7 +74,9 @@ def _missing_message(data_dir: str | None, reason: str) -> str:
     where = data_dir or f"the default data_dir ({default_data_dir()})"
     if data_dir and not os.path.exists(os.path.expanduser(data_dir)):
         where = f"config.data_dir={data_dir} (that folder does not exist)"
-    target = data_dir or "DIR"
+    # Prepared into the default folder, the same command then works unchanged (make train).
+    target = data_dir or default_data_dir()
+    then = f"train with --config.data_dir={target}" if data_dir else "rerun the same command"
     return (
         f"CIFAR-10 is not prepared in {where} and cannot be downloaded ({reason}). Two ways to "
         "get it:\n"
@@ -84,7 +86,7 @@ def _missing_message(data_dir: str | None, reason: str) -> str:
         "  2. with network access and TensorFlow (pip install -e '.[tf]'): run once with "
         f"--config.data_dir={target} (TFDS downloads ~160 MB and prepares it), or copy a "
         "prepared data_dir from a machine that has network.\n"
-        f"Then train with --config.data_dir={target}."
+        f"Then {then}."
     )
 
 
