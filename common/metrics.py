@@ -6,6 +6,7 @@ them only at log steps.
 """
 
 import logging
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -92,15 +93,76 @@ class Progress:
         if dsteps <= 0 or dt <= 0:
             return {}
         rate = dsteps / dt
-        # The ETA uses the rate since the meter started, evaluations and checkpoints included:
-        # the interval's own rate would make it jump after every evaluation.
-        overall = (step - self._step0) / max(now - self._t0, 1e-9)
         return {
             "perf/steps_per_sec": rate,
             "perf/examples_per_sec": rate * self.global_batch,
             "perf/data_wait_fraction": min(wait / dt, 1.0),
-            "perf/eta_minutes": (self.total_steps - step) / overall / 60.0,
+            "perf/eta_minutes": self.eta_minutes(step, now),
         }
+
+    def eta_minutes(self, step: int, now: float | None = None) -> float | None:
+        """Minutes to the last step at the rate since the meter started, evaluations and
+        checkpoints included (an interval's own rate would jump after every evaluation)."""
+        now = time.perf_counter() if now is None else now
+        if step <= self._step0 or now <= self._t0:
+            return None
+        overall = (step - self._step0) / (now - self._t0)
+        return (self.total_steps - step) / overall / 60.0
+
+
+class ProgressBar:
+    """A one-line bar on a terminal (``[######....]  52%  step 520/1000  ETA 3 min``), redrawn
+    at most twice a second from host counters only (no device sync). Off when stderr is not a
+    terminal (logs, CI, SLURM output files) and on every process but 0. Log lines clear it
+    first (`install` adds a logging filter), so the two never mix."""
+
+    WIDTH = 30
+
+    def __init__(self, total_steps: int, *, enabled: bool | None = None):
+        self.total = max(int(total_steps), 1)
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._drawn_at = 0.0
+        self._shown = False
+
+    @staticmethod
+    def render(step: int, total: int, eta_minutes: float | None) -> str:
+        done = min(max(step / max(total, 1), 0.0), 1.0)
+        filled = round(done * ProgressBar.WIDTH)
+        bar = "#" * filled + "." * (ProgressBar.WIDTH - filled)
+        eta = f"  ETA {human_duration(eta_minutes)}" if eta_minutes is not None else ""
+        return f"[{bar}] {done:4.0%}  step {step}/{total}{eta}"
+
+    def update(self, step: int, eta_minutes: float | None) -> None:
+        now = time.perf_counter()
+        if not self.enabled or now - self._drawn_at < 0.5:
+            return
+        self._drawn_at = now
+        sys.stderr.write("\r\033[K" + self.render(step, self.total, eta_minutes))
+        sys.stderr.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self._shown = False
+
+    def install(self) -> None:
+        """Clears the bar before every log record (a logging filter on the root handlers)."""
+        if not self.enabled:
+            return
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(self._before_record)
+
+    def uninstall(self) -> None:
+        self.clear()
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(self._before_record)
+
+    def _before_record(self, record: logging.LogRecord) -> bool:
+        del record
+        self.clear()
+        return True
 
 
 def human_duration(minutes: float) -> str:

@@ -487,8 +487,9 @@ class _StepWatch:
     in flight, the first step's compile time, recompilation warnings, the profiler window and
     the throughput meter."""
 
-    def __init__(self, config, workdir: str, plan: Plan, start_step: int, compiles):
+    def __init__(self, config, workdir: str, plan: Plan, start_step: int, compiles, bar):
         self.config, self.workdir, self.plan, self.compiles = config, workdir, plan, compiles
+        self.bar = bar
         self.profile = (start_step + 5, start_step + 5 + config.profile_steps)
         self.in_flight: collections.deque = collections.deque()
         self.progress = self._meter(start_step)
@@ -521,6 +522,7 @@ class _StepWatch:
         if self.config.profile_steps and step == self.profile[1]:
             jax.block_until_ready(state.step)
             jax.profiler.stop_trace()
+        self.bar.update(step, self.progress.eta_minutes(step))
 
 
 # ---- the loop --------------------------------------------------------------------------------
@@ -584,9 +586,13 @@ def train_and_evaluate(
     t_start = time.monotonic()
     place = lambda b: parallel.place_batch(b, mesh, stacked=steps.stacked)
     stream = Prefetcher(train_batches(data, plan, start_step), place, config.prefetch)
+    bar = metrics_lib.ProgressBar(
+        plan.total_steps, enabled=None if jax.process_index() == 0 else False
+    )
+    bar.install()
     try:
         with _StopSignals() as signals, metrics_lib.CompileCounter() as compiles:
-            watch = _StepWatch(config, workdir, plan, start_step, compiles)
+            watch = _StepWatch(config, workdir, plan, start_step, compiles, bar)
             for batch in stream:
                 watch.before(step)
                 state, acc = steps.train_step(state, batch, acc)
@@ -629,6 +635,7 @@ def train_and_evaluate(
         ):
             final_metrics = run.final_eval(state, step)
     finally:
+        bar.uninstall()
         stream.close()
         writer.close()
     ckpt.close()

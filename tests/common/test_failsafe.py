@@ -214,3 +214,30 @@ def test_human_eta():
         "1 h 12 min",
         "10 h 0 min",
     ]
+
+
+def test_progress_bar_on_a_terminal_only_and_cleared_before_log_lines(capsys):
+    import logging as logging_lib
+
+    from common.metrics import ProgressBar
+
+    assert ProgressBar.render(520, 1000, 3.2) == (
+        "[################..............]  52%  step 520/1000  ETA 3 min"
+    )
+    assert ProgressBar.render(0, 10, None) == "[..............................]   0%  step 0/10"
+    quiet = ProgressBar(10)  # pytest's stderr is not a terminal
+    quiet.update(5, 1.0)
+    assert not quiet.enabled and capsys.readouterr().err == ""
+    bar = ProgressBar(10, enabled=True)
+    handler = logging_lib.StreamHandler()
+    logging_lib.getLogger().addHandler(handler)
+    try:
+        bar.install()
+        bar.update(5, 1.0)
+        logging_lib.getLogger().warning("a log line")
+        bar.uninstall()
+    finally:
+        logging_lib.getLogger().removeHandler(handler)
+    err = capsys.readouterr().err
+    assert err.startswith("\r\033[K[###############")  # drawn in place
+    assert "step 5/10  ETA 1 min\r\033[Ka log line\n" in err  # cleared before the log line
