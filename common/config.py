@@ -10,7 +10,7 @@ default is None.
 import difflib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -305,11 +305,11 @@ RESUME_SAFE_KEYS = (
 RESUME_UNSAFE_KEYS = ("optim.name", "optim.mu_dtype")
 
 
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}; lists and tuples stay values."""
     out = {}
     for key, value in tree.items():
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             out.update(flatten(value, f"{prefix}{key}."))
         else:
             out[prefix + key] = value

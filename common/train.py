@@ -522,7 +522,8 @@ class _StepWatch:
         if self.config.profile_steps and step == self.profile[1]:
             jax.block_until_ready(state.step)
             jax.profiler.stop_trace()
-        self.bar.update(step, self.progress.eta_minutes(step))
+        if self.bar.enabled:  # a terminal: the ETA costs a clock read, so only then
+            self.bar.update(step, self.progress.eta_minutes(step))
 
 
 # ---- the loop --------------------------------------------------------------------------------

@@ -333,15 +333,14 @@ class RunWriter:
         self._writers = []
 
 
-def flatten_config(config_dict: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config -> {'optim.lr': ...} with TensorBoard-friendly leaf values."""
-    flat: dict[str, Any] = {}
-    for key, value in config_dict.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_config(value, name + "."))
-        elif value is None or isinstance(value, (bool, int, float, str)):
-            flat[name] = "None" if value is None else value
-        else:
-            flat[name] = str(value)
-    return flat
+def flatten_config(config_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested config -> {'optim.lr': ...} (`common.config.flatten`) with TensorBoard-friendly
+    leaf values: None as "None", tuples and other values as their text."""
+    from common.config import flatten
+
+    def leaf(value: Any) -> Any:
+        if value is None:
+            return "None"
+        return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+    return {key: leaf(value) for key, value in flatten(dict(config_dict)).items()}
