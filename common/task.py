@@ -94,6 +94,9 @@ class Datasets:
     # Splits the loop evaluates every `eval_every_*`; others (e.g. "test") are only evaluated
     # once at the end with the best checkpoint, if listed in `config.final_eval_splits`.
     periodic_eval_splits: tuple[str, ...] | None = None  # None: every split in `eval`
+    # What the data holds, per split (JSON-ready, e.g. images, class counts, which sessions):
+    # the loop writes it to WORKDIR/data.json, so a run says what it was tested on.
+    summary: dict | None = None
 
 
 @flax.struct.dataclass

@@ -552,6 +552,10 @@ def train_and_evaluate(
         list(plan.periodic_splits),
     )
 
+    if data.summary and jax.process_index() == 0:
+        with open(os.path.join(workdir, "data.json"), "w") as f:
+            json.dump(data.summary, f, indent=1)
+
     # Model, optimizer and compiled steps: shapes first (from two rows), then arrays, placed.
     steps = build_steps(
         task,

@@ -80,6 +80,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.eps = 1e-8
     c.data.split = (0.7, 0.15, 0.15)  # train/val/test by source image (groups), stratified
     c.data.split_seed = 42  # the original's split seed
+    # How groups (a source image, or a labelled session) are kept on one side of the split:
+    # "stratified" splits each class's groups (every group must hold one label), "whole" keeps
+    # each group whole even when it mixes classes (sessions: never test on a session you
+    # trained on), "auto" = stratified when it can be, whole otherwise.
+    c.data.group_split = "auto"
+    c.data.test_groups = ()  # group ids held out as the test split (then split = train/val/rest)
 
     c.synth = ml_collections.ConfigDict()
     c.synth.n = 20000  # images in the training file (the original had 18,932)

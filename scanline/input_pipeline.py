@@ -125,6 +125,71 @@ def split_by_group(
     return [np.nonzero(split_of_example == k)[0] for k in range(len(fractions))]
 
 
+def split_whole_groups(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    fractions: Sequence[float],
+    seed: int,
+    *,
+    held_out: Sequence[int] = (),
+    trials: int = 256,
+) -> list[np.ndarray]:
+    """Seeded split of example indices that keeps every group whole, whatever its labels: the
+    honest evaluation for sessions that mix classes (never test on a session you trained on).
+
+    Groups named in `held_out` form the last split (test) and the others share the remaining
+    splits in proportion. Among `trials` seeded assignments (groups in a random order, each to
+    the split furthest below its target size) the one whose split sizes and class mixes are
+    closest to the requested ones wins: score = sum over splits of |share of images - target|
+    + mean over splits of the total variation distance between the split's class mix and the
+    whole set's.
+    """
+    fractions = np.asarray(fractions, np.float64)
+    if np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
+        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions.tolist()}")
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    unknown = sorted(set(held_out) - set(uniq.tolist()))
+    if unknown:
+        raise ValueError(f"config.data.test_groups names groups {unknown} the data does not hold")
+    k, n_splits = int(labels.max()) + 1, len(fractions)
+    counts = np.zeros((len(uniq), k))
+    np.add.at(counts, (inverse, labels), 1)
+    sizes = counts.sum(1)
+    fixed = np.isin(uniq, np.asarray(held_out, uniq.dtype))
+    free = np.nonzero(~fixed)[0]
+    targets = fractions.copy()
+    if fixed.any():
+        # Named sessions are the test split; train and val keep their proportion of the rest.
+        targets[:-1] = (
+            fractions[:-1] / fractions[:-1].sum() * (1 - sizes[fixed].sum() / sizes.sum())
+        )
+        targets[-1] = sizes[fixed].sum() / sizes.sum()
+        n_free = n_splits - 1
+    else:
+        n_free = n_splits
+    overall = counts.sum(0) / counts.sum()
+    best, best_score = None, np.inf
+    for trial in range(trials):
+        rng = np.random.default_rng([seed, 0x6E55, trial])
+        split = np.full(len(uniq), n_splits - 1)
+        filled = np.zeros(n_splits)
+        filled[-1] = sizes[fixed].sum()
+        for g in rng.permutation(free):
+            deficit = targets[:n_free] * sizes.sum() - filled[:n_free]
+            split[g] = int(np.argmax(deficit))
+            filled[split[g]] += sizes[g]
+        per_split = np.stack([counts[split == s].sum(0) for s in range(n_splits)])
+        share = per_split.sum(1) / sizes.sum()
+        mix = per_split / np.maximum(per_split.sum(1, keepdims=True), 1)
+        score = np.abs(share - targets).sum() + 0.5 * np.abs(mix - overall).sum(1).mean()
+        if np.any(per_split.sum(1)[targets > 0] == 0):
+            score += 10.0  # a requested split left empty
+        if score < best_score:
+            best, best_score = split, score
+    split_of_example = best[inverse]
+    return [np.nonzero(split_of_example == s)[0] for s in range(n_splits)]
+
+
 def synthetic_path(data_dir: str, n: int, seed: int, size: int, copies: int, shares) -> str:
     """Cache file name: every generator argument and the generator version are in it."""
     share_tag = "-".join(f"{s:.4f}" for s in shares)
@@ -192,6 +257,50 @@ def load_dataset(
     return main, test
 
 
+def _split(config, data: loaders.ScanData, fractions, whole_test: bool) -> list[np.ndarray]:
+    """The configured split of `data` (config.data.group_split, config.data.test_groups)."""
+    d = config.data
+    mode, held_out = d.group_split, [int(g) for g in d.test_groups]
+    if mode not in ("auto", "stratified", "whole"):
+        raise ValueError(f"config.data.group_split must be auto|stratified|whole, got '{mode}'")
+    if held_out and not whole_test:
+        raise ValueError(
+            "config.data.test_groups holds out sessions of the training file, but "
+            "config.data.test_path already gives the test split; set one of them"
+        )
+    one_label = _groups_have_one_label(data.labels, data.groups)
+    if mode == "stratified" or (mode == "auto" and one_label and not held_out):
+        return split_by_group(data.labels, data.groups, fractions, d.split_seed)
+    return split_whole_groups(data.labels, data.groups, fractions, d.split_seed, held_out=held_out)
+
+
+def _groups_have_one_label(labels: np.ndarray, groups: np.ndarray) -> bool:
+    _, inverse = np.unique(groups, return_inverse=True)
+    first = np.full(inverse.max() + 1, -1)
+    first[inverse] = labels
+    return bool(np.all(first[inverse] == labels))
+
+
+def split_summary(splits: dict[str, dict[str, np.ndarray]], class_names) -> dict:
+    """Which groups (sessions) and how many images of each class every split holds."""
+    k = len(class_names)
+    return {
+        name: {
+            "images": len(a["label"]),
+            "class_counts": dict(
+                zip(class_names, np.bincount(a["label"], minlength=k).tolist(), strict=True)
+            ),
+            "num_groups": len(np.unique(a["group"])),
+            # Session ids (a few dozen) are worth listing; a synthetic set's one group per
+            # image is not.
+            "groups": sorted(int(g) for g in np.unique(a["group"]))
+            if len(np.unique(a["group"])) <= 500
+            else "(more than 500)",
+        }
+        for name, a in splits.items()
+    }
+
+
 def build_splits(config: ml_collections.ConfigDict) -> Splits:
     """Loads, normalises and splits the data; computes the training split's class weights."""
     main, test = load_dataset(config)
@@ -202,7 +311,7 @@ def build_splits(config: ml_collections.ConfigDict) -> Splits:
         # The held-out file is the test split; the main file feeds train and val only.
         train_val = fractions[0] + fractions[1]
         fractions = [fractions[0] / train_val, fractions[1] / train_val, 0.0]
-    idx = split_by_group(main.labels, main.groups, fractions, config.data.split_seed)
+    idx = _split(config, main, fractions, whole_test=test is None)
     num_classes = max(main.num_classes, test.num_classes if test is not None else 0)
     names = main.class_names if main.num_classes >= num_classes else test.class_names
     normalize = config.data.normalize
@@ -241,6 +350,14 @@ def build_splits(config: ml_collections.ConfigDict) -> Splits:
         counts.tolist(),
         np.round(weights, 3).tolist(),
     )
+    for name, part in split_summary(out, names).items():
+        logging.info(
+            "%s split: %d images, %d groups, class counts %s",
+            name,
+            part["images"],
+            part["num_groups"],
+            part["class_counts"],
+        )
     return Splits(arrays=out, class_names=names, class_weights=weights, train_counts=counts)
 
 
@@ -254,4 +371,5 @@ def build_datasets(config: ml_collections.ConfigDict, splits: Splits | None = No
         train=ArraySource(arrays["train"], seed=config.seed),
         eval={"val": ArrayEvalSource(arrays["val"]), "test": ArrayEvalSource(arrays["test"])},
         periodic_eval_splits=("val",),
+        summary=split_summary(s.arrays, s.class_names),
     )

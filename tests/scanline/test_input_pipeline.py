@@ -89,3 +89,64 @@ def test_build_splits_with_groups_and_held_out_file(tmp_path, tiny_synth):
     s2 = ip.build_splits(c)
     assert len(s2.arrays["test"]["label"]) == 6
     assert len(s2.arrays["train"]["label"]) + len(s2.arrays["val"]["label"]) == 24
+
+
+def _sessions(seed=0, n_sessions=32):
+    """32 labelled sessions of 2-351 images, each mixing all four classes in its own way."""
+    rng = np.random.default_rng(seed)
+    sizes = np.clip(np.round(rng.lognormal(3.8, 1.1, n_sessions)), 2, 351).astype(int)
+    sizes[:2] = (2, 351)
+    labels = np.concatenate([rng.choice(4, n, p=rng.dirichlet(np.ones(4) * 3)) for n in sizes])
+    labels[np.cumsum(sizes)[:-1] - 1] = 3  # every session ends with a class-3 scan
+    groups = np.repeat(np.arange(100, 100 + n_sessions), sizes)
+    return labels, groups
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_whole_sessions_stay_on_one_side_with_sizes_and_mixes_near_the_request(seed):
+    labels, groups = _sessions(seed)
+    fractions = (0.7, 0.15, 0.15)
+    parts = ip.split_whole_groups(labels, groups, fractions, seed)
+    held = [set(groups[p].tolist()) for p in parts]
+    assert not (held[0] & held[1] or held[0] & held[2] or held[1] & held[2])
+    assert sum(len(p) for p in parts) == len(labels)
+    overall = np.bincount(labels, minlength=4) / len(labels)
+    for part, target in zip(parts, fractions):
+        assert abs(len(part) / len(labels) - target) < 0.03  # stated tolerance: 3 points
+        mix = np.bincount(labels[part], minlength=4) / len(part)
+        assert 0.5 * np.abs(mix - overall).sum() < 0.12  # class mix: TV distance < 0.12
+    # The stratified split cannot do this at all.
+    with pytest.raises(ValueError, match="holds images with different labels"):
+        ip.split_by_group(labels, groups, fractions, seed)
+
+
+def test_named_sessions_are_the_test_split():
+    labels, groups = _sessions(2)
+    parts = ip.split_whole_groups(labels, groups, (0.7, 0.15, 0.15), 0, held_out=(103, 117))
+    assert set(groups[parts[2]].tolist()) == {103, 117}
+    rest = len(parts[0]) + len(parts[1])
+    assert abs(len(parts[0]) / rest - 0.7 / 0.85) < 0.05
+    with pytest.raises(ValueError, match=r"test_groups names groups \[999\]"):
+        ip.split_whole_groups(labels, groups, (0.7, 0.15, 0.15), 0, held_out=(999,))
+
+
+def test_a_file_of_mixed_sessions_trains_with_sessions_held_out(tmp_path):
+    import configs.scanline as cfgmod
+
+    labels, groups = _sessions(3, n_sessions=12)
+    images = np.random.default_rng(0).normal(size=(len(labels), 8, 32)).astype(np.float32)
+    np.savez(tmp_path / "sessions.npz", images=images, labels=labels, groups=groups)
+    c = cfgmod.get_config("smoke")
+    c.data.path, c.data.line_length = str(tmp_path / "sessions.npz"), 32
+    c.data.test_groups = (101, 105)
+    s = ip.build_splits(c)  # "auto": sessions mix classes, so whole sessions
+    assert set(s.arrays["test"]["group"].tolist()) == {101, 105}
+    assert not set(s.arrays["train"]["group"].tolist()) & set(s.arrays["val"]["group"].tolist())
+    summary = ip.split_summary(s.arrays, s.class_names)
+    assert summary["test"]["groups"] == [101, 105] and summary["test"]["images"] == int(
+        np.isin(groups, (101, 105)).sum()
+    )
+    c.data.group_split = "stratified"
+    c.data.test_groups = ()
+    with pytest.raises(ValueError, match="holds images with different labels"):
+        ip.build_splits(c)
