@@ -76,6 +76,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.lines_per_image = P(int)  # MATLAB files: lines per image; None = line_length
     c.data.class_names = ()  # optional; else the file's class_names or class_<k>
     c.data.line_label_rule = "error"  # MATLAB per-line labels that differ: error|first|majority
+    # Levelling before normalisation, in order (scanline/levelling.py): plane, polyN, rows_mean,
+    # rows_median, rows_polyN, e.g. ("plane", "rows_median") for raw instrument files.
+    c.data.levelling = ()
     c.data.normalize = "per_line"  # per-scan-line z-score (eps below) | none
     c.data.eps = 1e-8
     c.data.split = (0.7, 0.15, 0.15)  # train/val/test by source image (groups), stratified

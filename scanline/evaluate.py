@@ -24,7 +24,7 @@ from common import stats
 from common.checkpoint import load_run
 from common.cli import add_run_arguments, handles_user_errors, run_arguments
 from common.data import fixed_size_chunks
-from scanline import input_pipeline, loaders
+from scanline import input_pipeline, levelling, loaders
 from scanline import model as model_lib
 
 
@@ -62,7 +62,7 @@ def report(config, params, path: str, *, hflip_tta: bool = False) -> dict:
         class_names=tuple(d.class_names) or None,
         line_label_rule=d.line_label_rule,
     )
-    images = data.images
+    images = levelling.level_in_chunks(data.images, levelling.check_steps(d.get("levelling", ())))
     if d.normalize == "per_line":
         images = input_pipeline.zscore_lines(images, float(d.eps))
     probs = predict(config, params, images, hflip_tta=hflip_tta)

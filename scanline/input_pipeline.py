@@ -24,7 +24,7 @@ import numpy as np
 
 from common.data import ArrayEvalSource, ArraySource
 from common.task import Datasets
-from scanline import loaders, synth
+from scanline import levelling, loaders, synth
 
 
 @dataclass
@@ -318,8 +318,10 @@ def build_splits(config: ml_collections.ConfigDict) -> Splits:
     if normalize not in ("per_line", "none"):
         raise ValueError(f"config.data.normalize must be per_line|none, got '{normalize}'")
 
+    steps = levelling.check_steps(config.data.levelling)
+
     def arrays(data: loaders.ScanData, rows: np.ndarray) -> dict[str, np.ndarray]:
-        images = data.images[rows]
+        images = levelling.level_in_chunks(data.images[rows], steps)
         if normalize == "per_line":
             images = zscore_lines(images, float(config.data.eps))
         return {

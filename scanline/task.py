@@ -28,7 +28,7 @@ from common import plots, stats
 from common.metrics import unmasked_rows
 from common.precision import compute_dtype
 from common.task import Datasets, EvalSummary, StepContext, Task
-from scanline import input_pipeline
+from scanline import input_pipeline, levelling
 from scanline import model as model_lib
 from scanline.augment import augment_lines
 
@@ -145,10 +145,10 @@ class ScanlineTask(Task):
     def predict(self, params, extras, batch, rng) -> dict:
         """{"image": [B, lines, line_length] heights as scanned} -> {"probs": [B, K] at the
         last read-out (the whole scan), "label": [B], "probs_by_readout": [B, P, K]} (P
-        read-outs for progressive models). The per-line z-score of training is applied here
-        when the run used it; K comes from the trained head, so no data is read."""
+        read-outs for progressive models). The run's levelling and per-line z-score are applied
+        here; K comes from the trained head, so no data is read."""
         del extras, rng
-        x = jnp.asarray(batch["image"], jnp.float32)
+        x = levelling.level(batch["image"], self.config.data.get("levelling", ()), xp=jnp)
         if self.config.data.normalize == "per_line":
             mean = x.mean(-1, keepdims=True)
             std = x.std(-1, keepdims=True)
