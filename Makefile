@@ -48,7 +48,7 @@ offline-wheels: $(STAMP)
 lock:
 	rm -rf /tmp/jaxfam-lock && $(PYTHON) -m venv /tmp/jaxfam-lock
 	/tmp/jaxfam-lock/bin/pip install --quiet --upgrade pip
-	/tmp/jaxfam-lock/bin/pip install --quiet ".[tf,dev]"
+	/tmp/jaxfam-lock/bin/pip install --quiet ".[tf,dev,stm]"
 	/tmp/jaxfam-lock/bin/pip freeze --exclude-editable | grep -v '^jaxfam' > requirements.lock
 
 clean:

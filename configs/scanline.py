@@ -71,7 +71,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.path = ""  # .npz (images/labels/groups) or .mat/.h5 (x_raw/y); "" = synthetic
     c.data.test_path = ""  # optional held-out file: the whole file is the test split
-    c.data.format = "auto"  # auto (by extension) | npz | mat
+    c.data.format = "auto"  # auto (a folder of scans, or by extension) | npz | mat
+    c.data.labels_csv = ""  # a folder's labels: file,label[,session]; "" = <folder>/labels.csv
+    c.data.channel = ""  # instrument files: the channel title to read, e.g. "Z"; "" = the first
+    c.data.direction = "forward"  # instrument files: forward | backward, when titles say
     c.data.line_length = 128  # pixels per scan line
     c.data.lines_per_image = P(int)  # MATLAB files: lines per image; None = line_length
     c.data.class_names = ()  # optional; else the file's class_names or class_<k>

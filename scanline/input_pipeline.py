@@ -246,6 +246,9 @@ def load_dataset(
         lines_per_image=d.lines_per_image,
         class_names=tuple(d.class_names) or None,
         line_label_rule=d.line_label_rule,
+        labels_csv=d.labels_csv,
+        channel=d.channel,
+        direction=d.direction,
     )
     main = loaders.load_file(d.path, **kwargs)
     test = loaders.load_file(d.test_path, **kwargs) if d.test_path else None
@@ -260,7 +263,7 @@ def load_dataset(
 def _split(config, data: loaders.ScanData, fractions, whole_test: bool) -> list[np.ndarray]:
     """The configured split of `data` (config.data.group_split, config.data.test_groups)."""
     d = config.data
-    mode, held_out = d.group_split, [int(g) for g in d.test_groups]
+    mode, held_out = d.group_split, [_group_id(data, g) for g in d.test_groups]
     if mode not in ("auto", "stratified", "whole"):
         raise ValueError(f"config.data.group_split must be auto|stratified|whole, got '{mode}'")
     if held_out and not whole_test:
@@ -272,6 +275,18 @@ def _split(config, data: loaders.ScanData, fractions, whole_test: bool) -> list[
     if mode == "stratified" or (mode == "auto" and one_label and not held_out):
         return split_by_group(data.labels, data.groups, fractions, d.split_seed)
     return split_whole_groups(data.labels, data.groups, fractions, d.split_seed, held_out=held_out)
+
+
+def _group_id(data: loaders.ScanData, group) -> int:
+    """A held-out group by id, or by session name for labelled folders."""
+    if isinstance(group, str) and not group.lstrip("-").isdigit():
+        if group not in data.group_names:
+            raise ValueError(
+                f"config.data.test_groups names session '{group}'; the sessions are "
+                f"{list(data.group_names)}"
+            )
+        return data.group_names.index(group)
+    return int(group)
 
 
 def _groups_have_one_label(labels: np.ndarray, groups: np.ndarray) -> bool:

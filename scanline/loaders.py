@@ -38,6 +38,7 @@ class ScanData:
     groups: np.ndarray
     class_names: tuple[str, ...]
     source: str = ""
+    group_names: tuple[str, ...] = ()  # session names of group ids 0.. (labelled folders)
 
     @property
     def num_classes(self) -> int:
@@ -269,8 +270,25 @@ def load_file(
     lines_per_image: int | None = None,
     class_names: tuple[str, ...] | None = None,
     line_label_rule: str = "error",
+    labels_csv: str = "",
+    channel: str = "",
+    direction: str = "forward",
 ) -> ScanData:
-    """Dispatches on `fmt` ("auto" looks at the extension: .npz, else .mat/.h5/.hdf5)."""
+    """Dispatches on `fmt` ("auto": a folder is scans named by `labels_csv`
+    (`scanline.instruments`); else by extension, .npz or .mat/.h5/.hdf5)."""
+    if fmt == "auto" and os.path.isdir(path):
+        from scanline import instruments
+
+        data = instruments.load_labelled_folder(
+            path,
+            labels_csv or os.path.join(path, "labels.csv"),
+            line_length=line_length,
+            class_names=class_names,
+            channel=channel,
+            direction=direction,
+        )
+        _check_values(data.images, data.labels, True, data.source)
+        return data
     if fmt == "auto":
         ext = os.path.splitext(path)[1].lower()
         if ext == ".npz":

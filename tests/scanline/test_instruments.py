@@ -1,0 +1,121 @@
+"""Scans from a microscope: files written in the test (Gwyddion with gwyfile itself, images
+with Pillow), a CSV of labels and sessions, then training with whole sessions held out."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scanline import input_pipeline, instruments
+from scanline.loaders import DataFormatError
+
+SIZE = 32
+
+
+def _write_gwy(path, forward, backward):
+    from gwyfile.objects import GwyContainer, GwyDataField
+
+    container = GwyContainer()
+    container["/0/data"] = GwyDataField(np.asarray(forward, np.float64))
+    container["/0/data/title"] = "Z (Forward)"
+    container["/1/data"] = GwyDataField(np.asarray(backward, np.float64))
+    container["/1/data/title"] = "Z (Backward)"
+    container["/2/data"] = GwyDataField(np.zeros_like(forward, np.float64))
+    container["/2/data/title"] = "Current (Forward)"
+    container.tofile(str(path))
+
+
+def test_gwyddion_channel_and_direction_keep_the_scan_lines_in_order(tmp_path):
+    forward = np.arange(6 * 8, dtype=np.float64).reshape(6, 8) * 1e-10  # heights in metres
+    _write_gwy(tmp_path / "a.gwy", forward, -forward)
+    np.testing.assert_array_equal(
+        instruments.read_scan(str(tmp_path / "a.gwy"), channel="Z"), forward
+    )
+    back = instruments.read_scan(str(tmp_path / "a.gwy"), channel="z", direction="backward")
+    np.testing.assert_array_equal(back, -forward)  # row 0 is the first scan line
+    with pytest.raises(DataFormatError, match=r"no channel titled like 'Height'; it has \["):
+        instruments.read_scan(str(tmp_path / "a.gwy"), channel="Height")
+
+
+def test_grey_images_of_8_and_16_bits_and_colour_refused(tmp_path):
+    heights = np.arange(12 * 10, dtype=np.uint16).reshape(12, 10) * 500
+    Image.fromarray(heights).save(tmp_path / "h16.png")
+    np.testing.assert_array_equal(instruments.read_scan(str(tmp_path / "h16.png")), heights)
+    Image.fromarray((heights // 256).astype(np.uint8)).save(tmp_path / "h8.tif")
+    assert instruments.read_scan(str(tmp_path / "h8.tif")).max() == heights.max() // 256
+    Image.new("RGB", (4, 4)).save(tmp_path / "colour.png")
+    with pytest.raises(DataFormatError, match="a colour image"):
+        instruments.read_scan(str(tmp_path / "colour.png"))
+    with pytest.raises(DataFormatError, match=r"Nanonis \.sxm files are not read yet"):
+        instruments.read_scan(str(tmp_path / "x.sxm"))
+
+
+def _folder(tmp_path, broken=True):
+    """12 scans of 3 sessions, each session with every class; one file unreadable."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        label = ("good", "double", "blunt")[i % 3]
+        session = f"day{i // 4 + 1}"
+        scan = rng.normal(size=(SIZE + 8 * (i % 2), SIZE)) + (i % 3)
+        if i % 2:
+            _write_gwy(tmp_path / f"s{i}.gwy", scan, scan[:, ::-1])
+            name = f"s{i}.gwy"
+        else:
+            Image.fromarray((scan * 1000 + 30000).astype(np.uint16)).save(tmp_path / f"s{i}.png")
+            name = f"s{i}.png"
+        rows.append({"file": name, "label": label, "session": session})
+    if broken:
+        (tmp_path / "broken.gwy").write_bytes(b"not a gwyddion file")
+        rows.append({"file": "broken.gwy", "label": "good", "session": "day1"})
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["file", "label", "session"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return tmp_path
+
+
+def test_a_labelled_folder_is_scan_data_with_sessions(tmp_path, caplog):
+    folder = _folder(tmp_path)
+    data = instruments.load_labelled_folder(
+        str(folder), str(folder / "labels.csv"), line_length=SIZE, channel="Z"
+    )
+    assert data.images.shape == (12, SIZE, SIZE)  # 40-line scans resampled, broken one skipped
+    assert data.class_names == ("blunt", "double", "good")
+    assert data.labels.tolist()[:3] == [2, 1, 0]
+    assert data.group_names == ("day1", "day2", "day3") and data.groups.tolist()[4] == 1
+    assert any(
+        "1 scans skipped: broken.gwy" in r.getMessage()
+        and "not a readable Gwyddion" in r.getMessage()
+        for r in caplog.records
+    )
+    with pytest.raises(FileNotFoundError, match=r"labels_csv 'nope\.csv' does not exist"):
+        instruments.load_labelled_folder(str(folder), "nope.csv")
+
+
+def test_train_on_a_folder_with_a_named_session_held_out(tmp_path):
+    import configs.scanline as cfgmod
+    from common.train import train_and_evaluate
+    from scanline.task import ScanlineTask
+
+    (tmp_path / "scans").mkdir()
+    folder = _folder(tmp_path / "scans", broken=False)
+    c = cfgmod.get_config("smoke")
+    c.data.path, c.data.line_length, c.data.channel = str(folder), SIZE, "Z"
+    c.data.levelling = ("plane", "rows_median")
+    c.data.test_groups = ("day3",)
+    c.data.split = (0.5, 0.5, 0.0)
+    c.model.name, c.max_steps, c.batch_size, c.eval_batch_size = "lrcn", 2, 2, 2
+    c.num_devices = 1
+    c.model.lrcn_window, c.model.lrcn_stride = 16, 16
+    s = input_pipeline.build_splits(c)
+    assert len(s.arrays["test"]["label"]) == 4  # the four scans of day3
+    result = train_and_evaluate(ScanlineTask, c, str(tmp_path / "run"))
+    assert result.status == "completed" and result.final_metrics["final/test/num_examples"] == 4
+    data = json.loads((tmp_path / "run" / "data.json").read_text())
+    day3 = [("good", "double", "blunt")[i % 3] for i in range(8, 12)]
+    assert data["test"]["groups"] == [2]  # day3
+    assert data["test"]["class_counts"] == {n: day3.count(n) for n in ("blunt", "double", "good")}
+    assert not set(data["train"]["groups"]) & set(data["val"]["groups"])
