@@ -35,6 +35,7 @@ class Splits:
     class_names: tuple[str, ...]
     class_weights: np.ndarray  # float32 [K]
     train_counts: np.ndarray  # int [K]
+    group_names: tuple[str, ...] = ()  # session names of group ids 0.. (labelled folders)
 
     @property
     def num_classes(self) -> int:
@@ -296,8 +297,12 @@ def _groups_have_one_label(labels: np.ndarray, groups: np.ndarray) -> bool:
     return bool(np.all(first[inverse] == labels))
 
 
-def split_summary(splits: dict[str, dict[str, np.ndarray]], class_names) -> dict:
-    """Which groups (sessions) and how many images of each class every split holds."""
+def split_summary(
+    splits: dict[str, dict[str, np.ndarray]], class_names, group_names: Sequence[str] = ()
+) -> dict:
+    """Which groups (sessions, by name when the data names them) and how many images of each
+    class every split holds."""
+    name_of = (lambda g: group_names[g]) if group_names else int
     k = len(class_names)
     return {
         name: {
@@ -308,7 +313,7 @@ def split_summary(splits: dict[str, dict[str, np.ndarray]], class_names) -> dict
             "num_groups": len(np.unique(a["group"])),
             # Session ids (a few dozen) are worth listing; a synthetic set's one group per
             # image is not.
-            "groups": sorted(int(g) for g in np.unique(a["group"]))
+            "groups": [name_of(int(g)) for g in np.unique(a["group"])]
             if len(np.unique(a["group"])) <= 500
             else "(more than 500)",
         }
@@ -367,7 +372,8 @@ def build_splits(config: ml_collections.ConfigDict) -> Splits:
         counts.tolist(),
         np.round(weights, 3).tolist(),
     )
-    for name, part in split_summary(out, names).items():
+    group_names = main.group_names if test is None else ()
+    for name, part in split_summary(out, names, group_names).items():
         logging.info(
             "%s split: %d images, %d groups, class counts %s",
             name,
@@ -375,7 +381,13 @@ def build_splits(config: ml_collections.ConfigDict) -> Splits:
             part["num_groups"],
             part["class_counts"],
         )
-    return Splits(arrays=out, class_names=names, class_weights=weights, train_counts=counts)
+    return Splits(
+        arrays=out,
+        class_names=names,
+        class_weights=weights,
+        train_counts=counts,
+        group_names=group_names,
+    )
 
 
 def build_datasets(config: ml_collections.ConfigDict, splits: Splits | None = None) -> Datasets:
@@ -388,5 +400,5 @@ def build_datasets(config: ml_collections.ConfigDict, splits: Splits | None = No
         train=ArraySource(arrays["train"], seed=config.seed),
         eval={"val": ArrayEvalSource(arrays["val"]), "test": ArrayEvalSource(arrays["test"])},
         periodic_eval_splits=("val",),
-        summary=split_summary(s.arrays, s.class_names),
+        summary=split_summary(s.arrays, s.class_names, s.group_names),
     )
