@@ -80,7 +80,8 @@ def _read_gwy(path: str, channel: str, direction: str) -> np.ndarray:
     return np.asarray(fields[chosen[0]].data, np.float64)
 
 
-def _resample(scan: np.ndarray, size: int) -> np.ndarray:
+def resample(scan: np.ndarray, size: int) -> np.ndarray:
+    """A scan at `size` x `size` pixels (bilinear), the one shape a model takes."""
     if scan.shape == (size, size):
         return scan
     from scipy import ndimage
@@ -128,7 +129,7 @@ def load_labelled_folder(
         except (OSError, DataFormatError, ValueError) as e:
             skipped.append(f"{row['file']} ({e})")
             continue
-        images.append(_resample(scan, line_length))
+        images.append(resample(scan, line_length))
         labels.append(index[label] if label in index else int(label))
         groups.append(sessions.index(row.get("session") or ""))
     if skipped:

@@ -80,6 +80,11 @@ class ScanlineTask(Task):
     def num_lines(self) -> int:
         return int(self.splits.arrays["train"]["image"].shape[1])
 
+    def state_dict(self) -> dict:
+        """The class names travel in every checkpoint: a labelled folder's names come from
+        its CSV, and tools (scanline.predict) must name classes without the data."""
+        return {"class_names": list(self._splits.class_names)} if self._splits else {}
+
     # ---- model --------------------------------------------------------------------------------
     @property
     def model(self):

@@ -119,3 +119,18 @@ def test_train_on_a_folder_with_a_named_session_held_out(tmp_path):
     assert data["test"]["groups"] == ["day3"]
     assert data["test"]["class_counts"] == {n: day3.count(n) for n in ("blunt", "double", "good")}
     assert not set(data["train"]["groups"]) & set(data["val"]["groups"])
+    # Triage a day's scans with the trained run: a CSV row per readable scan, a contact sheet,
+    # the unreadable ones listed and skipped.
+    from scanline import predict
+
+    (folder / "junk.gwy").write_bytes(b"junk")
+    out = tmp_path / "triage" / "today.csv"
+    assert predict.main([str(tmp_path / "run"), "--scans", str(folder), "--out", str(out)]) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12 and not any(r["file"].endswith("junk.gwy") for r in rows)
+    probs = np.array([[float(r[f"p_{n}"]) for n in ("blunt", "double", "good")] for r in rows])
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
+    assert {r["predicted"] for r in rows} <= {"blunt", "double", "good"}
+    assert all(int(r["known_after_lines"]) in (16, 32) for r in rows)  # two 16-line windows
+    assert Image.open(tmp_path / "triage" / "today_sheet.png").size[0] > 0
