@@ -123,7 +123,9 @@ def test_time_limit_counts_steps_the_device_has_done_not_steps_dispatched(tmp_pa
         **{"tiny.device_matmuls_per_step": 20, "tiny.num_train": 1024},
     )
     elapsed = time.monotonic() - t0
-    assert result.status == "time_limit" and result.step < 16, (result.step, elapsed)
+    # Measured on the 2-core machine: 15-17 steps with the bound (more when the other test
+    # worker idles), 30-31 without it (MAX_STEPS_AHEAD set huge), and 13 s instead of 5.
+    assert result.status == "time_limit" and result.step < 24, (result.step, elapsed)
 
 
 def test_non_finite_loss_names_the_step_and_keeps_last_good_checkpoint(tmp_path):
