@@ -1,6 +1,7 @@
 """What a run ran on: package versions and devices, recorded by the loop (log and checkpoint
 metadata), `common.bench` and `common.campaign`, so every figure names its software."""
 
+import importlib
 import platform
 from importlib import metadata
 
@@ -44,3 +45,18 @@ def devices() -> dict:
         "local_device_count": len(local),
         "process_count": jax.process_count(),
     }
+
+
+class MissingExtraError(ImportError):
+    """An optional part of the project is used without its extra installed."""
+
+
+def require_extra(module: str, extra: str, needed_by: str, package: str = "") -> object:
+    """Imports `module` of the ``[extra]`` install, or says in one line what needs it and how
+    to get it (instrument readers, Weights & Biases, ...)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingExtraError(
+            f"{needed_by} needs {package or module}: pip install -e '.[{extra}]'"
+        ) from e

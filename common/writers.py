@@ -231,15 +231,11 @@ class WandbWriter(MetricWriter):
     resumed run continues the same W&B run instead of starting a new one."""
 
     def __init__(self, workdir: str, project: str, entity: str = "", config: Mapping | None = None):
-        try:
-            import wandb
-        except ImportError as e:
-            from common.config import ConfigError
+        from common.environment import require_extra
 
-            raise ConfigError(
-                f"config.wandb_project='{project}' needs Weights & Biases: pip install -e "
-                "'.[wandb]' (or leave wandb_project empty)"
-            ) from e
+        wandb = require_extra(
+            "wandb", "wandb", f"config.wandb_project='{project}'", "Weights & Biases"
+        )
         self._wandb = wandb
         run_id = hashlib.sha1(os.path.abspath(workdir).encode()).hexdigest()[:16]
         self.run = wandb.init(

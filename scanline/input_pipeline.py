@@ -42,18 +42,21 @@ class Splits:
         return len(self.class_names)
 
 
-def zscore_lines(images: np.ndarray, eps: float = 1e-8, chunk: int = 1024) -> np.ndarray:
-    """Per-scan-line z-score over the last axis: (x - mean) / std, float32.
+def zscore(x, eps: float, xp=np):
+    """Per-scan-line z-score over the last axis, (x - mean) / std, for numpy or jax.numpy.
 
     A line whose std is <= eps (e.g. a dropped, constant line) is only centred, so it becomes
-    zeros instead of noise amplified by 1/eps.
-    """
+    zeros instead of noise amplified by 1/eps."""
+    mean = x.mean(-1, keepdims=True)
+    std = x.std(-1, keepdims=True)
+    return (x - mean) / xp.where(std > eps, std, 1.0)
+
+
+def zscore_lines(images: np.ndarray, eps: float = 1e-8, chunk: int = 1024) -> np.ndarray:
+    """`zscore` on the host in float64, `chunk` images at a time; float32 out."""
     out = np.empty(images.shape, np.float32)
     for s in range(0, len(images), chunk):
-        x = np.asarray(images[s : s + chunk], np.float64)
-        mean = x.mean(-1, keepdims=True)
-        std = x.std(-1, keepdims=True)
-        out[s : s + chunk] = (x - mean) / np.where(std > eps, std, 1.0)
+        out[s : s + chunk] = zscore(np.asarray(images[s : s + chunk], np.float64), eps)
     return out
 
 

@@ -24,17 +24,13 @@ import os
 
 import numpy as np
 
+from common.environment import require_extra
 from scanline.loaders import DataFormatError, ScanData
 
 SCAN_SUFFIXES = (".gwy", ".png", ".tif", ".tiff")
 _NOT_YET = {".sxm": "Nanonis .sxm", ".mtrx": "Omicron MATRIX"}
-
-
-def _require(module: str):
-    try:
-        return __import__(module)
-    except ImportError as e:
-        raise DataFormatError(f"reading this file needs '{module}': pip install -e '.[stm]'") from e
+# What a folder of scans may hold: readable files, and instrument files refused by name.
+KNOWN_SUFFIXES = (*SCAN_SUFFIXES, *_NOT_YET)
 
 
 def read_scan(path: str, *, channel: str = "", direction: str = "forward") -> np.ndarray:
@@ -59,7 +55,7 @@ def read_scan(path: str, *, channel: str = "", direction: str = "forward") -> np
 
 
 def _read_gwy(path: str, channel: str, direction: str) -> np.ndarray:
-    gwyfile = _require("gwyfile")
+    gwyfile = require_extra("gwyfile", "stm", f"reading {path}")
     from gwyfile.util import get_datafields
 
     try:

@@ -62,7 +62,7 @@ def read_all(files, config, bar: ProgressBar) -> tuple[list[str], np.ndarray, li
             scan = instruments.read_scan(path, channel=d.channel, direction=d.direction)
             scans.append(instruments.resample(scan, size))
             read.append(path)
-        except (OSError, DataFormatError, ValueError) as e:
+        except (OSError, ImportError, DataFormatError, ValueError) as e:
             skipped.append(f"{path} ({e})")
         bar.update(n, None)
     bar.clear()

@@ -155,9 +155,7 @@ class ScanlineTask(Task):
         del extras, rng
         x = levelling.level(batch["image"], self.config.data.get("levelling", ()), xp=jnp)
         if self.config.data.normalize == "per_line":
-            mean = x.mean(-1, keepdims=True)
-            std = x.std(-1, keepdims=True)
-            x = (x - mean) / jnp.where(std > self.config.data.eps, std, 1.0)
+            x = input_pipeline.zscore(x, float(self.config.data.eps), xp=jnp)
         num_classes = params["head"]["kernel"].shape[-1]
         model = model_lib.build_model(self.config.model, num_classes, compute_dtype(self.config))
         probs = jax.nn.softmax(model.apply({"params": params}, x, train=False), axis=-1)

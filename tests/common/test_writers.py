@@ -90,11 +90,11 @@ def test_wandb_is_optional_and_a_resumed_run_continues_the_same_wandb_run(tmp_pa
 
     import pytest
 
-    from common.config import ConfigError
+    from common.environment import MissingExtraError
     from common.writers import WandbWriter
 
     monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
-    with pytest.raises(ConfigError, match=r"needs Weights & Biases: pip install -e '\.\[wandb\]'"):
+    with pytest.raises(MissingExtraError, match=r"Weights & Biases: pip install -e '\.\[wandb\]'"):
         WandbWriter(str(tmp_path), "proj")
 
     calls = []

@@ -134,3 +134,14 @@ def test_train_on_a_folder_with_a_named_session_held_out(tmp_path):
     assert {r["predicted"] for r in rows} <= {"blunt", "double", "good"}
     assert all(int(r["known_after_lines"]) in (16, 32) for r in rows)  # two 16-line windows
     assert Image.open(tmp_path / "triage" / "today_sheet.png").size[0] > 0
+
+
+def test_without_the_stm_extra_the_error_names_it(tmp_path, monkeypatch):
+    import sys
+
+    from common.environment import MissingExtraError
+
+    _write_gwy(tmp_path / "a.gwy", np.zeros((4, 4)), np.zeros((4, 4)))
+    monkeypatch.setitem(sys.modules, "gwyfile", None)  # not installed
+    with pytest.raises(MissingExtraError, match=r"needs gwyfile: pip install -e '\.\[stm\]'"):
+        instruments.read_scan(str(tmp_path / "a.gwy"))
