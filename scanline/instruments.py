@@ -4,21 +4,33 @@
     labels.csv:  file,label[,session]      (paths relative to the CSV; a header row)
 
 Readers, by extension, through the field's own libraries (the ``[stm]`` extra):
+- Nanonis ``.sxm`` (`nanonispy2`): the channel named ``config.data.channel`` (empty: "Z") in
+  the direction ``config.data.direction`` ("forward" | "backward");
+- Omicron MATRIX result files ``*.<channel>_mtrx`` (`access2thematrix`, which also reads the
+  ``*_0001.mtrx`` parameter file beside them): the trace up the frame, forward or backward;
+  the channel is in the file name (``.Z_mtrx``, ``.I_mtrx``; a folder is read for
+  ``config.data.channel``, empty: Z);
 - Gwyddion ``.gwy`` (`gwyfile`): the channel whose title contains ``config.data.channel``
-  (e.g. "Z", "Topography"; empty: the first channel) and, when titles say so, the scan
-  direction (``config.data.direction``: "forward" | "backward");
+  (e.g. "Z", "Topography"; empty: the first channel) and, when titles say so, the direction;
 - images ``.png`` / ``.tif`` / ``.tiff``, 8 or 16 bit, grey (Pillow): heights in grey levels.
 
-Nanonis ``.sxm`` and Omicron MATRIX files are not read yet: the error says so.
+Orientation: rows are scan lines in the order the tip scanned them, because the sequential
+and LRCN models read a scan line by line (and ``scanline.predict`` reports after how many
+lines the tip state is known). Nanonis and MATRIX store lines in that order (an "up" scan
+starts at the bottom of the frame); both readers keep it. Within a line, pixels run left to
+right in space: a backward line, recorded right to left, is mirrored so both directions share
+one x axis, as Gwyddion shows them. Gwyddion files and images hold what was exported: rows as
+displayed, which for an "up" scan is the reverse of the scan order. Lines a scan never reached
+(an aborted frame, stored as NaN) are dropped. A scan of another size than ``line_length`` x
+``line_length`` is resampled (bilinear) to it; the model needs one shape.
 
-Rows of the image are scan lines (row 0 first, as Gwyddion and image files store them). A scan
-of another size than ``line_length`` x ``line_length`` is resampled (bilinear) to it; the model
-needs one shape. Labels are class names (``config.data.class_names`` fixes their order; else
-sorted) or class indices; sessions (any text) become the groups whole-session splits keep
+Labels are class names (``config.data.class_names`` fixes their order; else sorted) or class
+indices; sessions (any text) become the groups whole-session splits keep
 together. A file that cannot be read is listed and skipped, never fatal for the others.
 """
 
 import csv
+import functools
 import logging
 import os
 
@@ -27,20 +39,31 @@ import numpy as np
 from common.environment import require_extra
 from scanline.loaders import DataFormatError, ScanData
 
-SCAN_SUFFIXES = (".gwy", ".png", ".tif", ".tiff")
-_NOT_YET = {".sxm": "Nanonis .sxm", ".mtrx": "Omicron MATRIX"}
-# What a folder of scans may hold: readable files, and instrument files refused by name.
-KNOWN_SUFFIXES = (*SCAN_SUFFIXES, *_NOT_YET)
+SCAN_SUFFIXES = (".sxm", ".gwy", ".png", ".tif", ".tiff", "_mtrx")
+DIRECTIONS = ("forward", "backward")
+
+
+def is_scan_file(name: str, channel: str = "") -> bool:
+    """Whether a folder's file is a scan to read: a known suffix, and for MATRIX, whose
+    result files are one per channel, the configured channel's (empty: Z)."""
+    lower = name.lower()
+    if lower.endswith("_mtrx"):
+        return lower.endswith(f".{(channel or 'z').lower()}_mtrx")
+    return lower.endswith(SCAN_SUFFIXES)
 
 
 def read_scan(path: str, *, channel: str = "", direction: str = "forward") -> np.ndarray:
-    """One scan as float64 [lines, pixels] in the file's own height units."""
+    """One scan as float64 [lines, pixels] in the file's own height units (see the module
+    docstring for the orientation)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"config.data.direction must be forward|backward, got '{direction}'")
     suffix = os.path.splitext(path)[1].lower()
-    if suffix in _NOT_YET or path.endswith("_mtrx"):
-        what = _NOT_YET.get(suffix, "Omicron MATRIX")
-        raise DataFormatError(f"{path}: {what} files are not read yet; export them as .gwy")
+    if suffix == ".sxm":
+        return _finite_lines(path, _read_sxm(path, channel or "Z", direction))
+    if path.lower().endswith("_mtrx"):
+        return _finite_lines(path, _read_matrix(path, direction))
     if suffix == ".gwy":
-        return _read_gwy(path, channel, direction)
+        return _finite_lines(path, _read_gwy(path, channel, direction))
     if suffix in (".png", ".tif", ".tiff"):
         from PIL import Image
 
@@ -52,6 +75,84 @@ def read_scan(path: str, *, channel: str = "", direction: str = "forward") -> np
                 )
             return np.asarray(image, np.float64)
     raise DataFormatError(f"{path}: unknown scan format; readable: {', '.join(SCAN_SUFFIXES)}")
+
+
+def _read_sxm(path: str, channel: str, direction: str) -> np.ndarray:
+    nanonispy2 = require_extra("nanonispy2", "stm", f"reading {path}")
+    try:
+        scan = _nanonis_scan_type(nanonispy2)(path)
+    except Exception as e:  # the library raises what numpy/str parsing raise on a bad file
+        raise DataFormatError(f"{path}: not a readable Nanonis scan ({type(e).__name__})") from e
+    names = {name.lower(): name for name in scan.signals}
+    if channel.lower() not in names:
+        raise DataFormatError(
+            f"{path}: no channel '{channel}'; it has {list(scan.signals)} "
+            "(config.data.channel picks one)"
+        )
+    directions = scan.signals[names[channel.lower()]]
+    if direction not in directions:
+        raise DataFormatError(
+            f"{path}: channel '{channel}' was saved {'/'.join(directions)} only "
+            "(config.data.direction)"
+        )
+    lines = np.asarray(directions[direction], np.float64)
+    return lines[:, ::-1] if direction == "backward" else lines
+
+
+@functools.cache
+def _nanonis_scan_type(nanonispy2):
+    """nanonispy2's `Scan`, whose header parsing is used as is; its data loader assumes every
+    channel was saved in both directions (it reshapes to [channels, 2, lines, pixels] and
+    fails otherwise), so the frames are laid out by the header's own Direction column."""
+
+    class Scan(nanonispy2.read.Scan):
+        def _load_data(self):
+            info = self.header["data_info"]
+            pixels, lines = (int(v) for v in self.header["scan_pixels"])
+            with open(self.fname, "rb") as f:
+                raw = f.read()
+            # The data follow the \x1a\x04 marker after the header's end tag; found, not
+            # assumed to be a fixed number of bytes after the tag's line.
+            start = raw.find(b"\x1a\x04", raw.find(b":SCANIT_END:")) + 2
+            whole = (len(raw) - start) // np.dtype(self.data_format).itemsize
+            values = np.frombuffer(raw, self.data_format, count=whole, offset=start)
+            signals, at, frame = {}, 0, lines * pixels
+            for name, saved in zip(info["Name"], info["Direction"]):
+                signals[name] = {}
+                for d in DIRECTIONS if saved == "both" else (saved,):
+                    if at + frame > values.size:
+                        raise ValueError("data shorter than the header says")
+                    signals[name][d] = values[at : at + frame].reshape(lines, pixels)
+                    at += frame
+            return signals
+
+    return Scan
+
+
+def _read_matrix(path: str, direction: str) -> np.ndarray:
+    a2m = require_extra("access2thematrix", "stm", f"reading {path}")
+    mtrx = a2m.MtrxData()
+    traces, message = mtrx.open(path)
+    if not traces:
+        raise DataFormatError(
+            f"{path}: {message} (a MATRIX result file needs its *_0001.mtrx parameter file "
+            "beside it)"
+        )
+    trace = f"{direction}/up"
+    image, message = mtrx.select_image(trace)
+    if not hasattr(image, "data") or trace not in traces.values():
+        raise DataFormatError(f"{path}: no {trace} trace; it has {list(traces.values())}")
+    # access2thematrix mirrors backward lines to run left to right already; up-traces keep
+    # the scan order.
+    return np.asarray(image.data, np.float64)
+
+
+def _finite_lines(path: str, scan: np.ndarray) -> np.ndarray:
+    """Drops lines holding NaN (a frame stopped before its end stores NaN for the rest)."""
+    keep = np.isfinite(scan).all(axis=1)
+    if keep.sum() < 2:
+        raise DataFormatError(f"{path}: fewer than 2 complete scan lines")
+    return scan if keep.all() else scan[keep]
 
 
 def _read_gwy(path: str, channel: str, direction: str) -> np.ndarray:

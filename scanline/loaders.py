@@ -38,7 +38,7 @@ class ScanData:
     groups: np.ndarray
     class_names: tuple[str, ...]
     source: str = ""
-    group_names: tuple[str, ...] = ()  # session names of group ids 0.. (labelled folders)
+    group_names: tuple[str, ...] = ()  # names of group ids 0.. (labelled folders, NPZ sessions)
 
     @property
     def num_classes(self) -> int:
@@ -101,7 +101,9 @@ def _check_values(images: np.ndarray, labels: np.ndarray, named: bool, where: st
 def load_npz(
     path: str, *, line_length: int = 128, class_names: tuple[str, ...] | None = None
 ) -> ScanData:
-    """Reads an NPZ file with `images`, `labels` and optional `groups` / `class_names`."""
+    """Reads an NPZ file with `images`, `labels` and optional `groups` / `class_names` /
+    `group_names` (the names of group ids 0.., e.g. sessions, which config.data.test_groups
+    may name)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"data file '{path}' does not exist (config.data.path)")
     try:
@@ -120,6 +122,7 @@ def load_npz(
             images, labels = npz["images"], npz["labels"]
             groups = npz["groups"] if "groups" in keys else None
             names = npz["class_names"] if "class_names" in keys else None
+            group_names = tuple(str(g) for g in npz["group_names"]) if "group_names" in keys else ()
         except ValueError as e:
             raise DataFormatError(f"{path}: an array needs unpickling, refused ({e})") from e
     if images.ndim != 3 or images.shape[2] != line_length:
@@ -143,6 +146,11 @@ def load_npz(
         )
     elif groups.dtype.kind not in "iu":
         raise DataFormatError(f"{path}: 'groups' must be integer ids, found dtype {groups.dtype}")
+    if group_names and (groups.min() < 0 or groups.max() >= len(group_names)):
+        raise DataFormatError(
+            f"{path}: 'groups' ids run {groups.min()}..{groups.max()} but 'group_names' names "
+            f"{len(group_names)} groups (ids 0..{len(group_names) - 1})"
+        )
     k = int(labels.max()) + 1 if n else 0
     names_in = class_names if class_names else names
     _check_values(images, labels, names_in is not None and len(names_in) > 0, path)
@@ -152,6 +160,7 @@ def load_npz(
         groups=groups.astype(np.int64),
         class_names=_class_names(names_in, k, path),
         source=path,
+        group_names=group_names,
     )
 
 

@@ -36,18 +36,14 @@ SHEET_COLUMNS = 8
 SHEET_MAX = 96  # scans on the one page; the CSV has them all
 
 
-def scan_files(inputs: list[str]) -> list[str]:
-    """Every scan file named, or found (sorted) in a named folder."""
+def scan_files(inputs: list[str], channel: str = "") -> list[str]:
+    """Every scan file named, or found (sorted) in a named folder (`instruments.is_scan_file`:
+    for MATRIX, the result files of `channel`)."""
     files = []
     for item in inputs:
         if os.path.isdir(item):
-            files += sorted(
-                os.path.join(item, f)
-                for f in os.listdir(item)
-                if f.lower().endswith(
-                    (*instruments.SCAN_SUFFIXES, ".sxm")
-                )  # .sxm: listed as skipped
-            )
+            names = sorted(f for f in os.listdir(item) if instruments.is_scan_file(f, channel))
+            files += [os.path.join(item, f) for f in names]
         else:
             files.append(item)
     return files
@@ -116,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     run_dir, which = run_arguments(ap, args)
     trained = common.load_run(run_dir, which)
     config = trained.config
-    files = scan_files(args.scans)
+    files = scan_files(args.scans, config.data.channel)
     if not files:
-        suffixes = ", ".join(instruments.SCAN_SUFFIXES)
+        suffixes = ", ".join(f"*{s}" for s in instruments.SCAN_SUFFIXES)
         raise DataFormatError(f"no scan files ({suffixes}) in {args.scans}")
     bar = ProgressBar(len(files))
     read, scans, skipped = read_all(files, config, bar)

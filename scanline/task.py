@@ -15,6 +15,7 @@ progressive models, accuracy and balanced accuracy against the number of lines s
 ``lines_<k>/...`` and a curve image).
 """
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -84,6 +85,23 @@ class ScanlineTask(Task):
         """The class names travel in every checkpoint: a labelled folder's names come from
         its CSV, and tools (scanline.predict) must name classes without the data."""
         return {"class_names": list(self._splits.class_names)} if self._splits else {}
+
+    def init_from_params(self, loaded, fresh, loaded_task_state=None):
+        """Fine-tuning from another run (`config.init_from`, e.g. a synthetic pretraining run
+        on a group's own labelled scans): every layer is taken over except the classifier
+        ``head`` when the classes differ (by name and order, or by number), which starts
+        fresh: the features transfer, a head trained on other classes would only mislead."""
+        before = tuple((loaded_task_state or {}).get("class_names") or ())
+        now = tuple(self.splits.class_names)
+        same_shape = loaded["head"]["kernel"].shape == fresh["head"]["kernel"].shape
+        if same_shape and (not before or before == now):
+            return loaded
+        logging.info(
+            "init_from: classes %s -> %s: the head starts fresh, every other layer is loaded",
+            list(before) or "(unnamed)",
+            list(now),
+        )
+        return {**loaded, "head": fresh["head"]}
 
     # ---- model --------------------------------------------------------------------------------
     @property

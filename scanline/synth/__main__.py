@@ -11,6 +11,7 @@ import numpy as np
 from scanline import synth
 from scanline.synth.dataset import generate, write_npz
 from scanline.synth.parameters import DEFAULT_SHARES
+from scanline.synth.sessions import generate_sessions
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -25,24 +26,44 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--shares", type=float, nargs=4, default=list(DEFAULT_SHARES), help="class shares"
     )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=0,
+        help="a stand-in for a group's own scans: this many sessions of uneven sizes and class "
+        "mixes on a shifted instrument (scanline/synth/sessions.py); groups = sessions",
+    )
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args(argv)
     if not args.out.endswith(".npz"):
         parser.error(f"--out must end in .npz, got '{args.out}'")
+    if args.sessions and args.copies != 1:
+        parser.error("--sessions and --copies: choose one grouping")
     t0 = time.perf_counter()
-    data = generate(
-        args.n,
-        args.seed,
-        shares=args.shares,
-        copies=args.copies,
-        size=args.size,
-        workers=args.workers,
-    )
+    if args.sessions:
+        data = generate_sessions(
+            args.n,
+            args.sessions,
+            args.seed,
+            size=args.size,
+            shares=args.shares,
+            workers=args.workers,
+        )
+    else:
+        data = generate(
+            args.n,
+            args.seed,
+            shares=args.shares,
+            copies=args.copies,
+            size=args.size,
+            workers=args.workers,
+        )
     write_npz(args.out, data)
     counts = np.bincount(data["labels"], minlength=4)
     print(
         f"wrote {args.out}: {args.n} images {args.size}x{args.size}, class counts "
-        f"{counts.tolist()}, {len(np.unique(data['groups']))} sources, "
+        f"{counts.tolist()}, {len(np.unique(data['groups']))} "
+        f"{'sessions' if args.sessions else 'sources'}, "
         f"{time.perf_counter() - t0:.1f} s",
         file=sys.stderr,
     )

@@ -50,11 +50,18 @@ def generate(
     copies: int = 1,
     size: int = 128,
     workers: int = 1,
+    instrument_scale: dict[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Generates `n` images; identical output for the same arguments whatever `workers` is."""
+    """Generates `n` images; identical output for the same arguments whatever `workers` is.
+
+    `instrument_scale` multiplies instrument parameters (`parameters._sample_instrument`
+    keys, e.g. {"white_sigma": 3.0}) of every image: another microscope (`synth.sessions`).
+    """
     if size < 16:
         raise ValueError(f"--size must be >= 16 pixels, got {size}")
     p = sample_parameters(n, seed, shares, copies)
+    for key, factor in (instrument_scale or {}).items():
+        p[key] = p[key] * factor
     defects = p.pop("defects")
     jobs = [
         (select_images(p, idx), defects, size, seed, c) for c, idx in enumerate(chunk_slices(n))

@@ -1,5 +1,6 @@
-"""Scans from a microscope: files written in the test (Gwyddion with gwyfile itself, images
-with Pillow), a CSV of labels and sessions, then training with whole sessions held out."""
+"""Scans from a microscope: files written in the test (Gwyddion with gwyfile itself, Nanonis
+and MATRIX by their published layouts, images with Pillow), a CSV of labels and sessions, then
+training with whole sessions held out."""
 
 import csv
 import json
@@ -10,21 +11,14 @@ from PIL import Image
 
 from scanline import input_pipeline, instruments
 from scanline.loaders import DataFormatError
+from tests.scanline.stm_files import write_gwy as _write_gwy
+from tests.scanline.stm_files import write_matrix, write_sxm
 
 SIZE = 32
 
-
-def _write_gwy(path, forward, backward):
-    from gwyfile.objects import GwyContainer, GwyDataField
-
-    container = GwyContainer()
-    container["/0/data"] = GwyDataField(np.asarray(forward, np.float64))
-    container["/0/data/title"] = "Z (Forward)"
-    container["/1/data"] = GwyDataField(np.asarray(backward, np.float64))
-    container["/1/data/title"] = "Z (Backward)"
-    container["/2/data"] = GwyDataField(np.zeros_like(forward, np.float64))
-    container["/2/data/title"] = "Current (Forward)"
-    container.tofile(str(path))
+# A scan whose every value says where it is: line l, pixel p (left to right) -> l + p / 100 Å.
+LINES, PIXELS = 6, 8
+SCAN = (np.arange(LINES)[:, None] + np.arange(PIXELS)[None, :] / 100) * 1e-10
 
 
 def test_gwyddion_channel_and_direction_keep_the_scan_lines_in_order(tmp_path):
@@ -48,8 +42,43 @@ def test_grey_images_of_8_and_16_bits_and_colour_refused(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "colour.png")
     with pytest.raises(DataFormatError, match="a colour image"):
         instruments.read_scan(str(tmp_path / "colour.png"))
-    with pytest.raises(DataFormatError, match=r"Nanonis \.sxm files are not read yet"):
-        instruments.read_scan(str(tmp_path / "x.sxm"))
+
+
+def test_nanonis_sxm_lines_in_scan_order_and_backward_lines_mirrored(tmp_path):
+    back_recorded = -SCAN[:, ::-1]  # the tip records a backward line right to left
+    current = np.full((LINES, PIXELS), 1e-10)
+    path = str(tmp_path / "scan001.sxm")
+    write_sxm(path, SCAN, back_recorded, current=current)  # Current: forward only
+    np.testing.assert_allclose(instruments.read_scan(path), SCAN, rtol=1e-6)  # "" = Z
+    back = instruments.read_scan(path, channel="z", direction="backward")
+    np.testing.assert_allclose(back, -SCAN, rtol=1e-6)  # x axis shared with forward
+    np.testing.assert_allclose(instruments.read_scan(path, channel="Current"), current)
+    with pytest.raises(DataFormatError, match=r"'Current' was saved forward only"):
+        instruments.read_scan(path, channel="Current", direction="backward")
+    with pytest.raises(DataFormatError, match=r"no channel 'Height'; it has \['Z', 'Current'\]"):
+        instruments.read_scan(path, channel="Height")
+    # A frame stopped after 4 lines: Nanonis stores NaN for the lines never scanned.
+    stopped = SCAN.copy()
+    stopped[4:] = np.nan
+    write_sxm(path, stopped, back_recorded)
+    np.testing.assert_allclose(instruments.read_scan(path), SCAN[:4], rtol=1e-6)
+    (tmp_path / "bad.sxm").write_bytes(b":NANONIS_VERSION:\n2\n")
+    with pytest.raises(DataFormatError, match="not a readable Nanonis scan"):
+        instruments.read_scan(str(tmp_path / "bad.sxm"))
+
+
+def test_omicron_matrix_trace_up_forward_and_backward(tmp_path):
+    path = write_matrix(str(tmp_path), SCAN, -SCAN[:, ::-1])
+    assert path.endswith("--1_1.Z_mtrx")
+    np.testing.assert_allclose(instruments.read_scan(path), SCAN, rtol=0, atol=1e-15)
+    back = instruments.read_scan(path, direction="backward")
+    np.testing.assert_allclose(back, -SCAN, rtol=0, atol=1e-15)  # counts of 1e-13 m, exact
+    assert instruments.is_scan_file(path) and not instruments.is_scan_file(path, channel="I")
+    assert not instruments.is_scan_file(str(tmp_path / "default_0001.mtrx"))  # parameters
+    for f in tmp_path.glob("*_0001.mtrx"):
+        f.unlink()
+    with pytest.raises(DataFormatError, match=r"needs its \*_0001\.mtrx parameter file"):
+        instruments.read_scan(path)
 
 
 def _folder(tmp_path, broken=True):

@@ -73,3 +73,36 @@ def test_bad_arguments():
         synth.sample_parameters(10, 0, shares=(1, 2, 3))
     with pytest.raises(ValueError, match="--n"):
         synth.sample_parameters(0, 0)
+
+
+def test_instrument_scale_makes_another_microscope():
+    calm = synth.generate(8, seed=3, size=32)
+    noisy = synth.generate(8, seed=3, size=32, instrument_scale={"white_sigma": 10.0})
+    np.testing.assert_array_equal(calm["labels"], noisy["labels"])  # same surfaces and tips
+    roughness = [np.diff(d["images"], axis=2).std() for d in (calm, noisy)]
+    assert roughness[1] > 2 * roughness[0]
+
+
+def test_sessions_stand_in_loads_with_named_sessions(tmp_path):
+    from scanline import input_pipeline, loaders
+    from scanline.synth.__main__ import main
+    from scanline.synth.sessions import SHIFT
+
+    out = tmp_path / "small.npz"
+    main(["--out", str(out), "--n", "40", "--sessions", "5", "--size", "32", "--workers", "1"])
+    data = loaders.load_npz(str(out), line_length=32)
+    assert data.group_names == tuple(f"session_{s:02d}" for s in range(5))
+    sizes = np.bincount(data.groups, minlength=5)
+    assert sizes.sum() == 40 and sizes.min() >= 2
+    with np.load(out) as f:
+        factors, keys = f["session_shift"], list(f["shift_keys"])
+    assert factors.shape == (5, len(SHIFT)) and keys == sorted(SHIFT)
+    for k, key in enumerate(keys):
+        assert (SHIFT[key][0] <= factors[:, k]).all() and (factors[:, k] <= SHIFT[key][1]).all()
+    import configs.scanline as cfgmod
+
+    c = cfgmod.get_config("microscope")
+    c.data.path, c.data.line_length = str(out), 32
+    c.data.test_groups, c.data.split = ("session_03",), (0.7, 0.3, 0.0)
+    summary = input_pipeline.build_datasets(c).summary
+    assert summary["test"]["groups"] == ["session_03"] and summary["test"]["images"] == sizes[3]
