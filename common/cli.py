@@ -187,12 +187,20 @@ def config_help(task_cls: type, argv: list[str]) -> str:
     return "\n".join(lines)
 
 
+_READ_ONLY_NOTES = ("CheckpointManagerOptions.read_only=True", "Given directory is read only")
+
+
 def quiet_library_logs() -> None:
     """Orbax logs every save at INFO through absl; keep its warnings, drop the chatter."""
     import logging
 
     def keep(record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or "orbax" not in record.pathname
+        if "orbax" not in record.pathname:
+            return True
+        # Another run (init_from, evaluation, resume_from) is opened read-only on purpose, so
+        # that nothing can write into it; orbax warns about that twice on every open.
+        message = str(record.msg)
+        return record.levelno >= logging.WARNING and not message.startswith(_READ_ONLY_NOTES)
 
     for handler in logging.getLogger().handlers:
         handler.addFilter(keep)

@@ -202,3 +202,28 @@ def test_fixed_size_chunks_cover_every_row_once_in_one_shape():
     # A set smaller than a batch runs at its own size: no padding rows are computed.
     assert [(idx.tolist(), real) for idx, real in fixed_size_chunks(3, 100)] == [([0, 1, 2], 3)]
     assert list(fixed_size_chunks(0, 8)) == []
+
+
+def test_library_logs_keep_orbax_warnings_but_not_its_chatter():
+    import logging
+
+    from common.cli import quiet_library_logs
+
+    logger, handlers = logging.getLogger("absl"), logging.getLogger().handlers
+    before, handler_filters = list(logger.filters), [list(h.filters) for h in handlers]
+    quiet_library_logs()
+    try:
+
+        def shown(level, msg, path="/site-packages/orbax/checkpoint/checkpoint_manager.py"):
+            record = logging.LogRecord("absl", level, path, 1, msg, None, None)
+            return all(f(record) for f in logger.filters if f not in before)
+
+        assert shown(logging.WARNING, "Checkpoint step 7 is damaged")
+        assert not shown(logging.INFO, "Saving checkpoint at step 7")
+        assert not shown(logging.WARNING, "Given directory is read only=/runs/x/checkpoints")
+        assert not shown(logging.WARNING, "CheckpointManagerOptions.read_only=True, setting")
+        assert shown(logging.INFO, "anything", path="/work/common/train.py")
+    finally:
+        logger.filters[:] = before
+        for handler, filters in zip(handlers, handler_filters):
+            handler.filters[:] = filters
