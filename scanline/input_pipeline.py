@@ -41,6 +41,27 @@ class Splits:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @classmethod
+    def shapes_only(cls, config: ml_collections.ConfigDict) -> "Splits":
+        """No data, only the shapes a model is built from: square scans of
+        ``data.line_length`` and the configured class names (else the generator's four), unit
+        class weights. For timing a step (`common.bench`) without generating or reading a
+        data set."""
+        size = int(config.data.line_length)
+        names = tuple(config.data.class_names) or synth.CLASS_NAMES
+        empty = {
+            "image": np.zeros((0, size, size), np.float32),
+            "label": np.zeros(0, np.int32),
+            "group": np.zeros(0, np.int64),
+        }
+        k = len(names)
+        return cls(
+            arrays={name: dict(empty) for name in ("train", "val", "test")},
+            class_names=names,
+            class_weights=np.ones(k, np.float32),
+            train_counts=np.zeros(k, np.int64),
+        )
+
 
 def zscore(x, eps: float, xp=np):
     """Per-scan-line z-score over the last axis, (x - mean) / std, for numpy or jax.numpy.

@@ -222,6 +222,18 @@ class ScanlineTask(Task):
             images["accuracy_vs_lines"] = _curve_image(seen, curve_acc, curve_bal, split)
         return EvalSummary(scalars=scalars, images=images)
 
+    def synthetic_batch(self, global_batch_size: int, rng: np.random.Generator) -> dict:
+        """Random z-scored scans of the configured shape for `common.bench`. When the data
+        set was not loaded yet it is not loaded at all (60,000 synthetic scans take minutes
+        to generate): the model is then built from `Splits.shapes_only`."""
+        if self._splits is None:
+            self._splits = input_pipeline.Splits.shapes_only(self.config)
+        size = int(self.config.data.line_length)
+        return {
+            "image": rng.standard_normal((global_batch_size, size, size)).astype(np.float32),
+            "label": rng.integers(0, self.splits.num_classes, global_batch_size).astype(np.int32),
+        }
+
     def flops_per_example(self) -> float:
         """Training FLOPs per image: 3 (forward + backward) x 2 x forward MACs (analytic)."""
         _, t, length = self.splits.arrays["train"]["image"].shape

@@ -80,3 +80,16 @@ def test_settings_an_architecture_ignores_are_named_and_refused_on_the_command_l
             leaf = key.split(".")[1]
             if profile != "smoke":  # smoke sets every architecture's sizes for the tests
                 assert c.model[leaf] == default[leaf], (profile, key)
+
+
+def test_bench_times_lrcn_full_cpu_without_generating_its_60000_scans(tmp_path):
+    from common import bench
+
+    c = scanline_configs.get_config("lrcn_full_cpu")
+    assert c.synth.n == 60_000
+    c.data_dir, c.num_devices, c.batch_size = str(tmp_path / "cache"), 1, 4
+    c.compilation_cache_dir = ""
+    record = bench.compile_only(c)  # the timed path builds the step the same way (_build)
+    assert record["num_params"] == README_PARAMS["lrcn_full_cpu"]  # the profile's model
+    assert record["xla_flops_per_step"] > 0
+    assert not (tmp_path / "cache").exists()  # no data set generated or read
