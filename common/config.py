@@ -102,6 +102,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.early_stopping.mode = P(str)
     c.early_stopping.min_delta = 0.0
     c.profile_steps = 0  # > 0: write a jax.profiler trace of this many steps after warm-up
+    # The random bits a train step draws (dropout, augmentation; common.steps.step_key):
+    # "threefry" (JAX's default: the same bits on every backend and sharding) or "unsafe_rbg"
+    # / "rbg" (XLA's RngBitGenerator: far fewer instructions per bit, which matters on CPU).
+    # Either is deterministic for a given seed, step and backend, and resumes exactly.
+    c.rng_impl = "threefry"
     return c
 
 

@@ -52,6 +52,24 @@ class Steps:
     stacked: bool  # pmap wants batches as [devices, per_device, ...]
 
 
+RNG_IMPLS = ("threefry", "rbg", "unsafe_rbg")
+
+
+def step_key(key: jax.Array, impl: str) -> jax.Array:
+    """A train step's key in the PRNG implementation `impl` (config.rng_impl), derived from
+    the run's threefry key so that checkpoints and the step -> key rule stay the same.
+
+    Threefry costs tens of integer instructions per random word; a ViT-Ti step draws ~10^8
+    words for dropout, which on CPU is a large share of the step. XLA's RngBitGenerator
+    (rbg, unsafe_rbg) produces them far more cheaply; unsafe_rbg also splits and folds keys
+    with it (weaker stream independence guarantees, which dropout does not need)."""
+    if impl not in RNG_IMPLS:
+        raise ConfigError(f"config.rng_impl must be one of {', '.join(RNG_IMPLS)}, got '{impl}'")
+    if impl == "threefry":
+        return key
+    return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl=impl)
+
+
 def build_steps(
     task: Task,
     config: ml_collections.ConfigDict,
@@ -102,6 +120,8 @@ def build_steps(
         return state.replace(params=params, opt_state=opt_state, ema_params=ema)
 
     accum = int(config.get("grad_accum_steps", 1) or 1)
+    rng_impl = str(config.get("rng_impl", "threefry"))
+    step_key(jax.random.PRNGKey(0), rng_impl)  # an unknown name fails here, not in a trace
 
     def loss_and_grads(params, batch, rng, ctx):
         """(loss, (metrics, new_extras)), grads of one batch, or averaged over micro-batches."""
@@ -145,6 +165,7 @@ def build_steps(
     def update(state: TrainState, batch, acc, reduce, shard_index):
         """One optimizer step; `reduce` averages over replicas (identity under jit)."""
         rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), shard_index)
+        rng = step_key(rng, rng_impl)
         ctx = StepContext(
             step=state.step,
             extras=state.extras,

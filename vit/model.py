@@ -77,6 +77,33 @@ class MlpBlock(nn.Module):
         return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
 
 
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused q/k/v projection (timm's `Attention` layout:
+    ``qkv`` Dense(3D), then ``proj`` Dense(D)). One [T, D] x [D, 3D] matmul instead of three
+    [D, D] ones, and the heads split by a reshape (no transposes). The attention-probability
+    dropout mask is shared over batch and heads, as flax's attention does by default
+    (`broadcast_dropout=True`): T x T random draws a layer instead of B x H x T x T."""
+
+    num_heads: int
+    dropout_rate: float
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        b, t, d = x.shape
+        h = self.num_heads
+        qkv = nn.Dense(3 * d, dtype=self.dtype, kernel_init=_dense_init, name="qkv")(x)
+        q, k, v = jnp.split(qkv.reshape(b, t, 3 * h, d // h), 3, axis=2)  # [B, T, H, Dh]
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q * (d // h) ** -0.5, k)
+        # bf16 softmax loses the small attention weights; keep it in f32.
+        weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
+        weights = nn.Dropout(self.dropout_rate, broadcast_dims=(0, 1), deterministic=not train)(
+            weights
+        )
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, t, d)
+        return nn.Dense(d, dtype=self.dtype, kernel_init=_dense_init, name="proj")(out)
+
+
 class EncoderBlock(nn.Module):
     """One pre-LN transformer block. `drop_path_rate` may be traced (it is scanned over)."""
 
@@ -87,22 +114,28 @@ class EncoderBlock(nn.Module):
     use_drop_path: bool
     train: bool
     dtype: Any = jnp.float32
+    fused_attention: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, drop_path_rate: jax.Array) -> tuple[jax.Array, None]:
         width = x.shape[-1]
         y = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name="norm1")(x)
-        y = nn.MultiHeadDotProductAttention(
-            num_heads=self.num_heads,
-            qkv_features=width,
-            dtype=self.dtype,
-            dropout_rate=self.attention_dropout_rate,
-            deterministic=not self.train,
-            kernel_init=_dense_init,
-            # bf16 softmax loses the small attention weights; keep it in f32.
-            force_fp32_for_softmax=jnp.dtype(self.dtype) != jnp.float32,
-            name="attn",
-        )(y, y)
+        if self.fused_attention:
+            y = SelfAttention(
+                self.num_heads, self.attention_dropout_rate, dtype=self.dtype, name="attn"
+            )(y, train=self.train)
+        else:
+            y = nn.MultiHeadDotProductAttention(
+                num_heads=self.num_heads,
+                qkv_features=width,
+                dtype=self.dtype,
+                dropout_rate=self.attention_dropout_rate,
+                deterministic=not self.train,
+                kernel_init=_dense_init,
+                # bf16 softmax loses the small attention weights; keep it in f32.
+                force_fp32_for_softmax=jnp.dtype(self.dtype) != jnp.float32,
+                name="attn",
+            )(y, y)
         y = nn.Dropout(self.dropout_rate, deterministic=not self.train)(y)
         if self.use_drop_path and self.train:
             y = drop_path(y, drop_path_rate, self.make_rng("dropout"))
@@ -132,6 +165,7 @@ class VisionTransformer(nn.Module):
     stochastic_depth_rate: float = 0.0  # last block's drop-path rate; linear from 0 (timm)
     pool: str = "cls"  # "cls": CLS token | "gap": mean of patch tokens (no CLS token)
     scan_layers: bool = False
+    fused_attention: bool = False
     dtype: Any = jnp.float32
 
     def patchify(self, images: jax.Array) -> jax.Array:
@@ -182,6 +216,7 @@ class VisionTransformer(nn.Module):
             use_drop_path=self.stochastic_depth_rate > 0,
             train=train,
             dtype=self.dtype,
+            fused_attention=self.fused_attention,
         )
         if self.scan_layers:
             blocks = nn.scan(
@@ -246,5 +281,6 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int = 10) -> Vis
         stochastic_depth_rate=float(m.stochastic_depth_rate),
         pool=str(m.pool),
         scan_layers=bool(m.scan_layers),
+        fused_attention=m.get("attention", "flax") == "fused",
         dtype=compute_dtype(config),
     )

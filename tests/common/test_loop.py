@@ -66,10 +66,11 @@ def test_eval_metrics_are_exact_despite_padding(tmp_path):
     assert logged["val/loss"] == pytest.approx(expected_loss, rel=1e-5)
 
 
-def test_resume_after_stop_equals_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("rng_impl", ["threefry", "unsafe_rbg"])
+def test_resume_after_stop_equals_uninterrupted_run(tmp_path, rng_impl):
     # Dropout makes the per-step rng matter; stopping mid-epoch (step 11 of 8/epoch) makes the
     # data position matter; warmup-cosine makes the optimizer's count matter.
-    knobs = {"tiny.dropout": 0.3, "max_epochs": 3.0}
+    knobs = {"tiny.dropout": 0.3, "max_epochs": 3.0, "rng_impl": rng_impl}
     straight = run(tmp_path / "straight", **knobs)
     first = run(tmp_path / "resumed", stop_after_steps=11, **knobs)
     assert first.status == "stopped" and first.step == 11
@@ -333,3 +334,15 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
 
     with pytest.raises(ConfigError, match="grad_accum_steps=3 must be >= 1 and divide"):
         run(tmp_path / "bad", max_steps=1, grad_accum_steps=3)
+
+
+def test_rng_impl_changes_the_dropout_bits_and_unknown_names_are_refused(tmp_path):
+    from common.config import ConfigError
+
+    knobs = {"tiny.dropout": 0.3, "max_steps": 3}
+    run(tmp_path / "a", **knobs)
+    run(tmp_path / "b", rng_impl="unsafe_rbg", **knobs)
+    a, b = params_of(tmp_path / "a").params, params_of(tmp_path / "b").params
+    assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    with pytest.raises(ConfigError, match=r"config\.rng_impl must be one of threefry, rbg"):
+        run(tmp_path / "c", rng_impl="philox", **knobs)
