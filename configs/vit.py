@@ -114,7 +114,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # time of ViT-Ti/4 and is no slower per step (vit/README.md); maxtext scans by default too.
     # False gives per-block param names (block0, ...); checkpoints differ between the two.
     c.model.scan_layers = True
-    c.model.attention = "flax"  # flax: flax's MultiHeadDotProductAttention | fused: one qkv Dense
 
     c.augment = _augment_config()
     c.label_smoothing = 0.1

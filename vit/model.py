@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from common.dropout import Dropout
 from common.precision import compute_dtype
 
 LN_EPS = 1e-6
@@ -72,36 +73,9 @@ class MlpBlock(nn.Module):
         width = x.shape[-1]
         x = nn.Dense(self.mlp_size, dtype=self.dtype, kernel_init=_dense_init, name="fc1")(x)
         x = gelu_exact(x)
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = Dropout(self.dropout_rate, deterministic=not train)(x)
         x = nn.Dense(width, dtype=self.dtype, kernel_init=_dense_init, name="fc2")(x)
-        return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-
-
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with one fused q/k/v projection (timm's `Attention` layout:
-    ``qkv`` Dense(3D), then ``proj`` Dense(D)). One [T, D] x [D, 3D] matmul instead of three
-    [D, D] ones, and the heads split by a reshape (no transposes). The attention-probability
-    dropout mask is shared over batch and heads, as flax's attention does by default
-    (`broadcast_dropout=True`): T x T random draws a layer instead of B x H x T x T."""
-
-    num_heads: int
-    dropout_rate: float
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        b, t, d = x.shape
-        h = self.num_heads
-        qkv = nn.Dense(3 * d, dtype=self.dtype, kernel_init=_dense_init, name="qkv")(x)
-        q, k, v = jnp.split(qkv.reshape(b, t, 3 * h, d // h), 3, axis=2)  # [B, T, H, Dh]
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q * (d // h) ** -0.5, k)
-        # bf16 softmax loses the small attention weights; keep it in f32.
-        weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
-        weights = nn.Dropout(self.dropout_rate, broadcast_dims=(0, 1), deterministic=not train)(
-            weights
-        )
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, t, d)
-        return nn.Dense(d, dtype=self.dtype, kernel_init=_dense_init, name="proj")(out)
+        return Dropout(self.dropout_rate, deterministic=not train)(x)
 
 
 class EncoderBlock(nn.Module):
@@ -114,29 +88,23 @@ class EncoderBlock(nn.Module):
     use_drop_path: bool
     train: bool
     dtype: Any = jnp.float32
-    fused_attention: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, drop_path_rate: jax.Array) -> tuple[jax.Array, None]:
         width = x.shape[-1]
         y = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name="norm1")(x)
-        if self.fused_attention:
-            y = SelfAttention(
-                self.num_heads, self.attention_dropout_rate, dtype=self.dtype, name="attn"
-            )(y, train=self.train)
-        else:
-            y = nn.MultiHeadDotProductAttention(
-                num_heads=self.num_heads,
-                qkv_features=width,
-                dtype=self.dtype,
-                dropout_rate=self.attention_dropout_rate,
-                deterministic=not self.train,
-                kernel_init=_dense_init,
-                # bf16 softmax loses the small attention weights; keep it in f32.
-                force_fp32_for_softmax=jnp.dtype(self.dtype) != jnp.float32,
-                name="attn",
-            )(y, y)
-        y = nn.Dropout(self.dropout_rate, deterministic=not self.train)(y)
+        y = nn.MultiHeadDotProductAttention(
+            num_heads=self.num_heads,
+            qkv_features=width,
+            dtype=self.dtype,
+            dropout_rate=self.attention_dropout_rate,
+            deterministic=not self.train,
+            kernel_init=_dense_init,
+            # bf16 softmax loses the small attention weights; keep it in f32.
+            force_fp32_for_softmax=jnp.dtype(self.dtype) != jnp.float32,
+            name="attn",
+        )(y, y)
+        y = Dropout(self.dropout_rate, deterministic=not self.train)(y)
         if self.use_drop_path and self.train:
             y = drop_path(y, drop_path_rate, self.make_rng("dropout"))
         x = x + y
@@ -165,7 +133,6 @@ class VisionTransformer(nn.Module):
     stochastic_depth_rate: float = 0.0  # last block's drop-path rate; linear from 0 (timm)
     pool: str = "cls"  # "cls": CLS token | "gap": mean of patch tokens (no CLS token)
     scan_layers: bool = False
-    fused_attention: bool = False
     dtype: Any = jnp.float32
 
     def patchify(self, images: jax.Array) -> jax.Array:
@@ -204,7 +171,7 @@ class VisionTransformer(nn.Module):
             n += 1
         pos = self.param("pos_embedding", _dense_init, (1, n, d))
         x = x + pos.astype(x.dtype)
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = Dropout(self.dropout_rate, deterministic=not train)(x)
 
         # Per-layer drop-path rates rise linearly from 0 to stochastic_depth_rate (timm `dpr`).
         rates = jnp.linspace(0.0, self.stochastic_depth_rate, self.num_layers)
@@ -216,7 +183,6 @@ class VisionTransformer(nn.Module):
             use_drop_path=self.stochastic_depth_rate > 0,
             train=train,
             dtype=self.dtype,
-            fused_attention=self.fused_attention,
         )
         if self.scan_layers:
             blocks = nn.scan(
@@ -281,6 +247,5 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int = 10) -> Vis
         stochastic_depth_rate=float(m.stochastic_depth_rate),
         pool=str(m.pool),
         scan_layers=bool(m.scan_layers),
-        fused_attention=m.get("attention", "flax") == "fused",
         dtype=compute_dtype(config),
     )

@@ -143,26 +143,3 @@ def test_analytic_macs():
     blocks = 12 * (4 * n * d * d + 2 * n * d * m + 2 * n * n * d)
     assert macs == blocks + 64 * 48 * 192 + 192 * 10
     assert abs(macs / 1e9 - 0.365) < 0.001  # 0.365 GMAC for D192 L12 at 65 tokens
-
-
-def test_fused_qkv_attention_is_flax_attention_with_the_projections_concatenated(tiny_vars):
-    model, variables, images = tiny_vars
-    d = TINY["embedding_dim"]
-    fused = {k: v for k, v in variables["params"].items() if not k.startswith("block")}
-    for i in range(TINY["num_layers"]):
-        block = dict(variables["params"][f"block{i}"])
-        a = block.pop("attn")
-        block["attn"] = {
-            "qkv": {
-                "kernel": jnp.concatenate(
-                    [a[n]["kernel"].reshape(d, d) for n in ("query", "key", "value")], axis=1
-                ),
-                "bias": jnp.concatenate(
-                    [a[n]["bias"].reshape(d) for n in ("query", "key", "value")]
-                ),
-            },
-            "proj": {"kernel": a["out"]["kernel"].reshape(d, d), "bias": a["out"]["bias"]},
-        }
-        fused[f"block{i}"] = block
-    out = apply(model.clone(fused_attention=True), {"params": fused}, images)
-    np.testing.assert_allclose(out, apply(model, variables, images), atol=1e-5)
