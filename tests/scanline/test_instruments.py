@@ -1,15 +1,14 @@
 """Scans from a microscope: files written in the test (Gwyddion with gwyfile itself, Nanonis
-and MATRIX by their published layouts, images with Pillow), a CSV of labels and sessions, then
-training with whole sessions held out."""
+and MATRIX by their published layouts, images with Pillow) and a CSV of labels and sessions.
+Training on them and triage: test_microscope_recipe.py (the README's commands)."""
 
 import csv
-import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from scanline import input_pipeline, instruments
+from scanline import instruments
 from scanline.loaders import DataFormatError
 from tests.scanline.stm_files import write_gwy as _write_gwy
 from tests.scanline.stm_files import write_matrix, write_sxm
@@ -124,45 +123,15 @@ def test_a_labelled_folder_is_scan_data_with_sessions(tmp_path, caplog):
         instruments.load_labelled_folder(str(folder), "nope.csv")
 
 
-def test_train_on_a_folder_with_a_named_session_held_out(tmp_path):
-    import configs.scanline as cfgmod
-    from common.train import train_and_evaluate
-    from scanline.task import ScanlineTask
+def test_known_after_is_the_first_read_out_from_which_the_prediction_stays():
+    from scanline.predict import known_after
 
-    (tmp_path / "scans").mkdir()
-    folder = _folder(tmp_path / "scans", broken=False)
-    c = cfgmod.get_config("smoke")
-    c.data.path, c.data.line_length, c.data.channel = str(folder), SIZE, "Z"
-    c.data.levelling = ("plane", "rows_median")
-    c.data.test_groups = ("day3",)
-    c.data.split = (0.5, 0.5, 0.0)
-    c.model.name, c.max_steps, c.batch_size, c.eval_batch_size = "lrcn", 2, 2, 2
-    c.num_devices = 1
-    c.model.lrcn_window, c.model.lrcn_stride = 16, 16
-    s = input_pipeline.build_splits(c)
-    assert len(s.arrays["test"]["label"]) == 4  # the four scans of day3
-    result = train_and_evaluate(ScanlineTask, c, str(tmp_path / "run"))
-    assert result.status == "completed" and result.final_metrics["final/test/num_examples"] == 4
-    data = json.loads((tmp_path / "run" / "data.json").read_text())
-    day3 = [("good", "double", "blunt")[i % 3] for i in range(8, 12)]
-    assert data["test"]["groups"] == ["day3"]
-    assert data["test"]["class_counts"] == {n: day3.count(n) for n in ("blunt", "double", "good")}
-    assert not set(data["train"]["groups"]) & set(data["val"]["groups"])
-    # Triage a day's scans with the trained run: a CSV row per readable scan, a contact sheet,
-    # the unreadable ones listed and skipped.
-    from scanline import predict
-
-    (folder / "junk.gwy").write_bytes(b"junk")
-    out = tmp_path / "triage" / "today.csv"
-    assert predict.main([str(tmp_path / "run"), "--scans", str(folder), "--out", str(out)]) == 0
-    with open(out, newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 12 and not any(r["file"].endswith("junk.gwy") for r in rows)
-    probs = np.array([[float(r[f"p_{n}"]) for n in ("blunt", "double", "good")] for r in rows])
-    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
-    assert {r["predicted"] for r in rows} <= {"blunt", "double", "good"}
-    assert all(int(r["known_after_lines"]) in (16, 32) for r in rows)  # two 16-line windows
-    assert Image.open(tmp_path / "triage" / "today_sheet.png").size[0] > 0
+    # 3 scans, read-outs after 16/32/48/64 lines, 2 classes.
+    p = np.zeros((3, 4, 2))
+    p[0, :, 1] = 1  # class 1 from the first read-out on
+    p[1, :, 0], p[1, 2:, 0], p[1, 2:, 1] = 1, 0, 1  # changes to class 1 at 48 lines
+    p[2, :, 0], p[2, 1, 0], p[2, 1, 1] = 1, 0, 1  # flips at 32, back from 48 on
+    np.testing.assert_array_equal(known_after(p, np.array([16, 32, 48, 64])), [16, 48, 48])
 
 
 def test_without_the_stm_extra_the_error_names_it(tmp_path, monkeypatch):
