@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 
 from common.flops import same_conv_outputs, same_conv_taps
+from common.pooling import max_pool
 
 Dtype = Any
 
@@ -240,7 +241,7 @@ class WindowCNN(nn.Module):
                     name=f"conv{block}_{layer}",
                 )(x)
                 x = nn.relu(x)
-            x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+            x = max_pool(x, 2, "SAME")  # nn.max_pool's values, a cheaper backward
         return x.reshape(x.shape[0], -1)
 
 

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common.pooling import max_pool
+
 # (layer name, output channels); "pool" marks 2x2 max pooling.
 VGG16_LAYERS: tuple[tuple[str, int], ...] = (
     ("block1_conv1", 64), ("block1_conv2", 64), ("pool", 0),
@@ -65,7 +67,7 @@ class VGG16Features(nn.Module):
         features = []
         for name, channels in VGG16_LAYERS:
             if name == "pool":
-                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                x = max_pool(x, 2, "VALID")  # nn.max_pool's values, a cheaper backward
                 continue
             x = nn.relu(nn.Conv(channels, (3, 3), name=name)(x))
             if name in FEATURE_LAYERS:
