@@ -25,13 +25,9 @@ def build(config_arg: str, overrides: list[str]):
     import jax
 
     from common import bench
-    from common.cli import load_config_file
-    from common.config import set_from_text
+    from common.cli import load_config
 
-    config = load_config_file(config_arg)
-    for flag in overrides:
-        key, _, value = flag.removeprefix("--config.").partition("=")
-        set_from_text(config, key, value)
+    config = load_config(config_arg, overrides)
     _, _, _, batch, built = bench._build(config)
     state, acc = built.init_state(), built.new_metrics()
     t0 = time.perf_counter()

@@ -81,13 +81,9 @@ def main(argv=None) -> int:
     from jax._src import profiler as jax_profiler
 
     from common import bench
-    from common.cli import load_config_file
-    from common.config import set_from_text
+    from common.cli import load_config
 
-    config = load_config_file(args.config)
-    for flag in overrides:
-        key, _, value = flag.removeprefix("--config.").partition("=")
-        set_from_text(config, key, value)
+    config = load_config(args.config, overrides)
     _, _, _, batch, built = bench._build(config)
     state, acc = built.init_state(), built.new_metrics()
     step = built.train_step.lower(state, batch, acc).compile()

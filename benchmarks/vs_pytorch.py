@@ -103,13 +103,9 @@ def theirs(torch_python: str, shape: dict, steps: int) -> dict:
 def model_shape(config_arg: str, extra: list[str]) -> dict:
     """The timm arguments that reproduce the config's model (after command-line overrides)."""
     sys.path.insert(0, REPO)
-    from common.cli import load_config_file
-    from common.config import set_from_text
+    from common.cli import load_config
 
-    config = load_config_file(config_arg)
-    for flag in extra:
-        key, _, value = flag.removeprefix("--config.").partition("=")
-        set_from_text(config, key, value)
+    config = load_config(config_arg, extra)
     m = config.model
     return {
         "width": m.embedding_dim,

@@ -60,6 +60,18 @@ def parse_config_overrides(config: ml_collections.ConfigDict, args: list[str]) -
     return out
 
 
+def load_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
+    """``configs/x.py[:profile]`` with ``--config.a.b=value`` flags applied (keys checked,
+    values typed like their fields): the config a training command would get, for tools
+    outside absl's flags (benchmarks/)."""
+    from common.config import set_from_text
+
+    config = load_config_file(spec)
+    for key, text in parse_config_overrides(config, list(overrides)).items():
+        set_from_text(config, key, text)
+    return config
+
+
 @contextlib.contextmanager
 def user_errors(verbose: bool = False, log_dir: str | None = None):
     """The one handler every command line puts around its work: an error the user can act on

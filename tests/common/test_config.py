@@ -124,3 +124,12 @@ def test_every_tool_names_a_run_the_same_way(capsys):
         with pytest.raises(SystemExit) as e:
             parse(*argv)
         assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_load_config_applies_typed_checked_overrides():
+    from common.cli import load_config
+
+    c = load_config("configs/vit.py:smoke", ["--config.batch_size=16", "--config.rng_impl=rbg"])
+    assert c.batch_size == 16 and c.rng_impl == "rbg" and c.profile == "smoke"
+    with pytest.raises(ConfigError, match="batch_sise"):
+        load_config("configs/vit.py:smoke", ["--config.batch_sise=16"])
