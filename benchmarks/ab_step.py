@@ -5,9 +5,9 @@ one process, so that both see the same machine (a shared CPU drifts by 10 % betw
         --a="" --b="--config.rng_impl=unsafe_rbg" [--rounds 8] [--out FILE.json]
 
 Each variant is built as `common.bench` builds it (the loop's step, one batch of the task's
-shapes, no data set) and compiled; then the rounds alternate A, B, A, B, ... one step each
-after a warm-up, and the table gives each side's median step time and B's speed-up over A
-(A's median / B's median) with the spread of the per-round ratios.
+shapes, no data set) and compiled; after a warm-up, each round times one step of each (A B,
+then B A in the next round), and the table gives each side's median step time and B's
+speed-up over A (A's median / B's median) with the spread of the per-round ratios.
 """
 
 import argparse
@@ -28,7 +28,7 @@ def build(config_arg: str, overrides: list[str]):
     from common.cli import load_config
 
     config = load_config(config_arg, overrides)
-    _, _, _, batch, built = bench._build(config)
+    _, _, _, batch, built = bench.prepare(config)
     state, acc = built.init_state(), built.new_metrics()
     t0 = time.perf_counter()
     step = built.train_step.lower(state, batch, acc).compile()
@@ -65,9 +65,10 @@ def main(argv=None) -> int:
         for side in sides.values():
             timed(side)
     times = {"A": [], "B": []}
-    for _ in range(args.rounds):
-        for name, side in sides.items():
-            times[name].append(timed(side))
+    for r in range(args.rounds):
+        # A B, then B A: whichever runs second in a pair may find warmer caches.
+        for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
+            times[name].append(timed(sides[name]))
     ratios = [a / b for a, b in zip(times["A"], times["B"])]
     record = {
         "config": args.config,

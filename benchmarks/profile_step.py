@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     from common.cli import load_config
 
     config = load_config(args.config, overrides)
-    _, _, _, batch, built = bench._build(config)
+    _, _, _, batch, built = bench.prepare(config)
     state, acc = built.init_state(), built.new_metrics()
     step = built.train_step.lower(state, batch, acc).compile()
     bodies = op_bodies(step.as_text())

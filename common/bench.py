@@ -119,10 +119,11 @@ def time_input(
     return {"input_batches": n, "input_examples_per_sec": n * config.batch_size / dt}
 
 
-def _build(config: ml_collections.ConfigDict):
+def prepare(config: ml_collections.ConfigDict):
     """Task, mesh, the task's datasets (built at most once), one full batch placed on the
-    devices, and the loop's steps for `config`: what both the timed and the compile-only
-    benchmark start from."""
+    devices, and the loop's steps for `config`: what the timed and the compile-only
+    benchmark start from, and benchmarks/ (profile, A/B) too, so that every tool times the
+    same step."""
     task = task_class(config)(config)
     mesh = parallel.make_mesh(config.get("num_devices"))
     parallel.per_device_batch(int(config.batch_size), mesh)
@@ -189,7 +190,7 @@ def compile_only(config: ml_collections.ConfigDict) -> dict[str, Any]:
     the one it runs on (e.g. full512 at batch 16 on a laptop). The byte counts are XLA's buffer
     assignment for *this* backend; another backend's differ, but arguments scale the same.
     """
-    task, mesh, _, batch, built = _build(config)
+    task, mesh, _, batch, built = prepare(config)
     state = jax.eval_shape(built.init_state)
     compiled = _compile(built, state, batch, jax.eval_shape(built.new_metrics))
     return {"mode": "compile_only", **_describe(config, task, mesh, state, *compiled)}
@@ -199,7 +200,7 @@ def benchmark(
     config: ml_collections.ConfigDict, *, steps: int = 20, warmup: int = 3, input_batches: int = 0
 ) -> dict[str, Any]:
     """Runs the benchmark and returns its record (see module docstring)."""
-    task, mesh, datasets, batch, built = _build(config)
+    task, mesh, datasets, batch, built = prepare(config)
 
     t0 = time.perf_counter()
     state = built.init_state()

@@ -104,8 +104,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.profile_steps = 0  # > 0: write a jax.profiler trace of this many steps after warm-up
     # The random bits a train step draws (dropout, augmentation; common.steps.step_key):
     # "threefry" (JAX's default: the same bits on every backend and sharding) or "unsafe_rbg"
-    # / "rbg" (XLA's RngBitGenerator: far fewer instructions per bit, which matters on CPU).
-    # Either is deterministic for a given seed, step and backend, and resumes exactly.
+    # / "rbg" (XLA's RngBitGenerator, the usual choice on TPU; on XLA:CPU it measured slower
+    # than threefry, benchmarks/profile_step.py). Either is deterministic for a given seed,
+    # step and backend, and resumes exactly.
     c.rng_impl = "threefry"
     return c
 

@@ -59,10 +59,11 @@ def step_key(key: jax.Array, impl: str) -> jax.Array:
     """A train step's key in the PRNG implementation `impl` (config.rng_impl), derived from
     the run's threefry key so that checkpoints and the step -> key rule stay the same.
 
-    Threefry costs tens of integer instructions per random word; a ViT-Ti step draws ~10^8
-    words for dropout, which on CPU is a large share of the step. XLA's RngBitGenerator
-    (rbg, unsafe_rbg) produces them far more cheaply; unsafe_rbg also splits and folds keys
-    with it (weaker stream independence guarantees, which dropout does not need)."""
+    Threefry is tens of integer instructions per random word, all of it visible to XLA;
+    rbg / unsafe_rbg hand the bits to XLA's RngBitGenerator, which TPUs implement in
+    hardware (unsafe_rbg also splits and folds keys with it: weaker stream independence
+    guarantees, which dropout does not need). On XLA:CPU the generator is expanded into calls
+    that measured slower than threefry; there `common.dropout`'s cheaper draws are the lever."""
     if impl not in RNG_IMPLS:
         raise ConfigError(f"config.rng_impl must be one of {', '.join(RNG_IMPLS)}, got '{impl}'")
     if impl == "threefry":

@@ -52,11 +52,17 @@ def is_scan_file(name: str, channel: str = "") -> bool:
     return lower.endswith(SCAN_SUFFIXES)
 
 
+def check_direction(direction: str) -> None:
+    """A wrong config.data.direction is the user's one mistake for every file: callers that
+    read many files check it once, before the loop that lists unreadable files and goes on."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"config.data.direction must be forward|backward, got '{direction}'")
+
+
 def read_scan(path: str, *, channel: str = "", direction: str = "forward") -> np.ndarray:
     """One scan as float64 [lines, pixels] in the file's own height units (see the module
     docstring for the orientation)."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"config.data.direction must be forward|backward, got '{direction}'")
+    check_direction(direction)
     suffix = os.path.splitext(path)[1].lower()
     if suffix == ".sxm":
         return _finite_lines(path, _read_sxm(path, channel or "Z", direction))
@@ -196,6 +202,7 @@ def load_labelled_folder(
     direction: str = "forward",
 ) -> ScanData:
     """The scans a label file names (see the module docstring) as ScanData."""
+    check_direction(direction)
     if not os.path.isfile(labels_csv):
         raise FileNotFoundError(
             f"config.data.labels_csv '{labels_csv}' does not exist; a folder of scans needs a "

@@ -52,6 +52,7 @@ def scan_files(inputs: list[str], channel: str = "") -> list[str]:
 def read_all(files, config, bar: ProgressBar) -> tuple[list[str], np.ndarray, list[str]]:
     """(files read, scans [N, size, size], 'file (why)' for each skipped one)."""
     d, size = config.data, int(config.data.line_length)
+    instruments.check_direction(d.direction)
     read, scans, skipped = [], [], []
     for n, path in enumerate(files, 1):
         try:

@@ -143,3 +143,11 @@ def test_without_the_stm_extra_the_error_names_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "gwyfile", None)  # not installed
     with pytest.raises(MissingExtraError, match=r"needs gwyfile: pip install -e '\.\[stm\]'"):
         instruments.read_scan(str(tmp_path / "a.gwy"))
+
+
+def test_a_wrong_direction_is_one_error_not_every_file_skipped(tmp_path):
+    folder = _folder(tmp_path, broken=False)
+    with pytest.raises(ValueError, match=r"config\.data\.direction must be forward\|backward"):
+        instruments.load_labelled_folder(
+            str(folder), str(folder / "labels.csv"), line_length=SIZE, direction="backwards"
+        )

@@ -89,7 +89,7 @@ def test_bench_times_lrcn_full_cpu_without_generating_its_60000_scans(tmp_path):
     assert c.synth.n == 60_000
     c.data_dir, c.num_devices, c.batch_size = str(tmp_path / "cache"), 1, 4
     c.compilation_cache_dir = ""
-    record = bench.compile_only(c)  # the timed path builds the step the same way (_build)
+    record = bench.compile_only(c)  # the timed path builds the step the same way (prepare)
     assert record["num_params"] == README_PARAMS["lrcn_full_cpu"]  # the profile's model
     assert record["xla_flops_per_step"] > 0
     assert not (tmp_path / "cache").exists()  # no data set generated or read
