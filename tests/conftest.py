@@ -6,22 +6,24 @@ raises), hence module level.
 
 import os
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from tests.jax_env import env_vars
+
+# The test compile settings and the shared compilation cache (tests/jax_env.py says why);
+# JAX_PLATFORMS only as a default.
+for _key, _value in env_vars().items():
+    if _key == "JAX_PLATFORMS":
+        os.environ.setdefault(_key, _value)
+    else:
+        os.environ[_key] = _value
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # TensorFlow must never grab a GPU in tests
 
-import jax
+import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
-# Tests check behaviour, not speed: compile fast (flax's own tests do this), and share
-# compiled programs between tests (the tiny task's step recurs) through the persistent cache.
+# Also as config values: JAX reads its environment variables when it is first imported, which a
+# plugin may have done before this file ran (XLA_FLAGS is read later, at backend start).
 jax.config.update("jax_disable_most_optimizations", True)
-jax.config.update(
-    "jax_compilation_cache_dir",
-    os.environ.get(
-        "JAXFAM_TEST_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jaxfam", "test-xla")
-    ),
-)
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 import pathlib  # noqa: E402

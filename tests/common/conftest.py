@@ -11,6 +11,7 @@ from common.config import set_value
 from common.train import TrainResult, train_and_evaluate
 from tests.common import tiny_config
 from tests.common.tiny_task import TinyTask
+from tests.jax_env import env_vars
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -32,9 +33,10 @@ def params_of(workdir, which="latest"):
 
 
 def subprocess_env(**extra) -> dict:
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    """This environment for a child process: CPU, the tests' compile settings and cache
+    (tests/jax_env.py), the checkout importable; ``extra`` on top."""
+    env = {**os.environ, **env_vars(), "PYTHONPATH": REPO}
+    env.pop("XLA_FLAGS", None)  # a user's flags (e.g. 8 forced host devices) stay out of it
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -47,10 +47,7 @@ sys.meta_path[:] = [
 def bare_env(tmp_path_factory) -> dict:
     hide = tmp_path_factory.mktemp("hide_tf")
     (hide / "sitecustomize.py").write_text(_HIDE)
-    env = subprocess_env(
-        # Tests check behaviour, not speed: compile fast, as tests/conftest.py does in-process.
-        JAX_DISABLE_MOST_OPTIMIZATIONS="1",
-    )
+    env = subprocess_env()
     env["PYTHONPATH"] = os.pathsep.join([str(hide), REPO])
     return env
 

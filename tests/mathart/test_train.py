@@ -67,8 +67,14 @@ def _smoke_config(root):
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
+    """One self-conditioned smoke run that every test here reads. Self-conditioned because it
+    is the longer path (the coin-guarded first pass in the train step, two passes in the eval
+    step, each sampler step's estimate fed back); the default path trains through the loop in
+    the campaign smoke test (tests/common/test_without_tensorflow.py), and a second run here
+    would cost most of a minute of compiling."""
     root = tmp_path_factory.mktemp("mathart_smoke")
     config = _smoke_config(root)
+    config.diffusion.self_condition = True
     workdir = str(root / "run")
     result = train_and_evaluate(MathArtTask, config, workdir)
     return config, result, workdir
@@ -90,6 +96,8 @@ def test_smoke_run_trains_evaluates_and_writes_sample_grids(smoke_run):
     assert {"samples/ssim", "samples/top1_ssim", "samples/harmony"} <= keys
     losses = [r["train/loss"] for r in rows if "train/loss" in r]
     assert all(np.isfinite(losses))
+    run = load_run(workdir, which="latest")
+    assert run.params["unet"]["conv_in"]["kernel"].shape[2] == 6  # x_t and the x0 estimate
     pngs = sorted(p for p in os.listdir(os.path.join(workdir, "images")) if p.startswith("samples"))
     assert len(pngs) == 2, pngs  # epochs 1 and 2
     grid = np.asarray(Image.open(os.path.join(workdir, "images", pngs[-1])))
@@ -235,25 +243,6 @@ def test_init_from_matches_token_embeddings_by_piece(smoke_run, tmp_path):
         target.params["encoder"]["layers"],
         source.params["encoder"]["layers"],
     )
-
-
-def test_self_conditioned_run_trains_and_samples_through_the_loop(tmp_path):
-    """diffusion.self_condition through the real loop: the coin-guarded first pass compiles in
-    the train step, the eval step runs the two passes, and the sample-grid hook and the sample
-    tool feed each step's estimate back."""
-    config = _smoke_config(tmp_path)
-    config.diffusion.self_condition = True
-    config.max_epochs = 1.0
-    workdir = str(tmp_path / "run")
-    assert train_and_evaluate(MathArtTask, config, workdir).status == "completed"
-    rows = _metrics(workdir)
-    assert all(np.isfinite(r["train/loss"]) for r in rows if "train/loss" in r)
-    assert any("val/mse" in r for r in rows) and any("samples/ssim" in r for r in rows)
-    run = load_run(workdir, which="latest")
-    assert run.params["unet"]["conv_in"]["kernel"].shape[2] == 6
-    out = str(tmp_path / "grid.png")
-    argv = ["--workdir", workdir, "--formula", "y = 0.5*x", "--n", "2", "--out", out]
-    assert sample.main(argv) == 0 and os.path.exists(out)
 
 
 def test_a_trained_run_is_usable_from_python(smoke_run):

@@ -84,7 +84,7 @@ def test_the_readme_commands_pretrain_finetune_with_a_session_held_out_and_triag
         arg = re.sub(r"^runs/", f"{tmp_path}/runs/", arg)
         return str(tmp_path / arg) if arg == "today.csv" else arg
 
-    env = subprocess_env(JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+    env = subprocess_env()
     pretrain, finetune, triage = ([local(a) for a in c] for c in commands)
     synthetic = ["--config.synth.n=32", "--config.synth.test_n=8", "--config.synth.workers=1"]
     extra = {

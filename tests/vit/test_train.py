@@ -17,6 +17,7 @@ from PIL import Image
 from common.cli import load_config_file
 from common.task import StepContext
 from common.train import train_and_evaluate
+from tests.common.conftest import subprocess_env
 from tests.vit.cifar_files import random_split
 from vit.input_pipeline import write_arrays
 from vit.task import VitTask, repeat_examples
@@ -104,8 +105,7 @@ def test_smoke_on_random_images(tmp_path):
 
 
 def run_cli(*args: str, workdir) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO}
-    env.pop("XLA_FLAGS", None)
+    env = subprocess_env()
     cmd = [
         sys.executable,
         "-m",
@@ -169,8 +169,7 @@ def test_cli_trains_on_prepared_cifar10_and_resumes(binary_data_dir, tmp_path):
         "print(json.dumps({'step': trained.step, 'accuracy': float((out['label'] == labels)"
         ".mean()), 'sums': out['probs'].sum(1).tolist()}))\n"
     )
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO}
-    env.pop("XLA_FLAGS", None)
+    env = subprocess_env()
     proc = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path), str(data_dir)],
         cwd=REPO,
