@@ -1,6 +1,8 @@
 """The formula encoder + conditional U-Net: shapes, dtype policy, padding mask, token-level
 cross-attention, the null (CFG) condition, remat equivalence and error messages."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,9 +45,11 @@ def _inputs():
     return x, t, tokens, mask, style
 
 
+@functools.partial(jax.jit, static_argnames=("seed", "scale"))
 def _perturb(variables, seed=1, scale=0.05):
     """Zero-initialised output layers make a fresh U-Net output exactly 0; shake all params so
-    the tests can see how the output depends on its inputs."""
+    the tests can see how the output depends on its inputs. (Jitted: eagerly, each leaf shape
+    would be compiled on its own.)"""
     leaves, tree = jax.tree.flatten(variables)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
     noisy = [leaf + scale * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
@@ -260,17 +264,22 @@ def test_self_conditioned_training_sees_its_own_estimate_without_a_gradient_thro
 ):
     """The task's self-conditioned pass equals one pass given the model's first-pass estimate
     (clipped) as a constant, in value and gradient; the gradient differs when the estimate is
-    not held constant, so the check would see a missing stop_gradient. A traced coin (the
-    training step's) gives the same as the Python flag, and a False coin the zero input."""
+    not held constant, so the check would see a missing stop_gradient. The coin is traced, as
+    in the training step (`lax.cond`); a False coin gives the zero input."""
     from configs.mathart import get_config
     from mathart import diffusion
     from mathart.task import MathArtTask
 
     config = get_config("smoke")
     config.diffusion.self_condition = True
+    # One U-Net level: what is checked is the task's two passes, not the U-Net, and each
+    # program below compiles in half the time of the two-level smoke model's.
+    config.model.channel_mult, config.model.cross_attention_scales = (1,), (1,)
     task = MathArtTask(config)
     batch = task.synthetic_batch(4, np.random.default_rng(0))
-    params = _perturb(task.init_variables(jax.random.key(0), batch)["params"], seed=3)
+    # Everything below is jitted: run eagerly, each of the U-Net's primitives would be compiled
+    # on its own (over a thousand programs, two minutes from an empty compilation cache).
+    params = _perturb(jax.jit(task.init_variables)(jax.random.key(0), batch)["params"], seed=3)
     t = jnp.array([0, 5, 10, 19])
     noise = jax.random.normal(jax.random.key(1), batch["image"].shape)
     none = jnp.zeros((4,), bool)
@@ -279,6 +288,7 @@ def test_self_conditioned_training_sees_its_own_estimate_without_a_gradient_thro
     t_frac = (t.astype(jnp.float32) + 1.0) / task.schedule.num_timesteps
     tokens = batch["tokens"]
 
+    @jax.jit
     def first_estimate(p):
         out, _ = task.model.apply(
             {"params": p}, x_t, t_frac, tokens, tokens != 0, batch["style"], none
@@ -294,21 +304,21 @@ def test_self_conditioned_training_sees_its_own_estimate_without_a_gradient_thro
             m.setattr(task, "_self_condition_input", lambda *_: estimate_of(p))
             return loss(p, True)
 
-    value, grad = jax.value_and_grad(loss)(params, True)
-    estimate = first_estimate(params)
-    ref_value, ref_grad = jax.value_and_grad(loss_given)(params, lambda p: estimate)
+    # An estimate passed in as an argument is a constant to the gradient.
+    given = jax.jit(jax.value_and_grad(lambda p, e: loss_given(p, lambda _: e)))
+    with_coin = jax.jit(jax.value_and_grad(loss))
+    value, grad = with_coin(params, jnp.array(True))
+    ref_value, ref_grad = given(params, first_estimate(params))
     np.testing.assert_allclose(value, ref_value, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(ref_grad)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
-    leaky_grad = jax.grad(loss_given)(params, first_estimate)
+    leaky_grad = jax.jit(jax.grad(lambda p: loss_given(p, first_estimate)))(params)
     assert any(
         not np.allclose(a, b, rtol=1e-3, atol=1e-6)
         for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(leaky_grad))
     )
-    traced = jax.jit(loss)
-    np.testing.assert_allclose(traced(params, jnp.array(True)), value, rtol=1e-5)
-    zero_value = loss_given(params, lambda p: jnp.zeros_like(x_t))
-    np.testing.assert_allclose(traced(params, jnp.array(False)), zero_value, rtol=1e-5)
+    zero_value, _ = given(params, jnp.zeros_like(x_t))
+    np.testing.assert_allclose(with_coin(params, jnp.array(False))[0], zero_value, rtol=1e-5)
     assert abs(float(zero_value) - float(value)) > 1e-6
 
 
