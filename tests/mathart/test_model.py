@@ -36,6 +36,15 @@ def _model(**overrides) -> MathArtDenoiser:
     return MathArtDenoiser(**kwargs)
 
 
+# One U-Net level and one encoder layer, for tests about one mechanism (remat, the
+# self-conditioning input, the full-resolution head) rather than the U-Net's shape: every
+# program a test compiles is about half the two-level model's, and on CPU compiling is most
+# of these tests' time.
+ONE_LEVEL = dict(
+    channel_mult=(1,), cross_attention_scales=(1,), self_attention_scales=(1,), encoder_layers=1
+)
+
+
 def _inputs():
     x = jax.random.normal(jax.random.key(0), (2, SIZE, SIZE, 3))
     t = jnp.array([0.3, 0.9])
@@ -144,7 +153,7 @@ def test_null_condition_ignores_the_formula(model_and_vars):
 
 def test_remat_and_bfloat16_keep_the_function():
     x, t, tokens, mask, style = _inputs()
-    plain = _model()
+    plain = _model(**ONE_LEVEL)
     variables = _perturb(plain.init(jax.random.key(0), x, t, tokens, mask, style))
 
     def loss(model, v):
@@ -152,16 +161,15 @@ def test_remat_and_bfloat16_keep_the_function():
         return jnp.mean(out**2)
 
     g_plain = jax.jit(jax.grad(lambda v: loss(plain, v)))(variables)
-    g_remat = jax.jit(jax.grad(lambda v: loss(_model(remat=True), v)))(variables)
+    g_remat = jax.jit(jax.grad(lambda v: loss(_model(remat=True, **ONE_LEVEL), v)))(variables)
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4), g_plain, g_remat
     )
     out32, _ = plain.apply(variables, x, t, tokens, mask, style)
     other_style, _ = plain.apply(variables, x, t, tokens, mask, style[::-1])
     assert float(jnp.abs(other_style - out32).max()) > 1e-4, "the style must reach the U-Net"
-    out16, _ = jax.jit(lambda v: _model(dtype=jnp.bfloat16).apply(v, x, t, tokens, mask, style))(
-        variables
-    )
+    bf16 = _model(dtype=jnp.bfloat16, **ONE_LEVEL)
+    out16, _ = jax.jit(lambda v: bf16.apply(v, x, t, tokens, mask, style))(variables)
     assert out16.dtype == jnp.float32
     rel = float(jnp.linalg.norm(out16 - out32) / jnp.linalg.norm(out32))
     assert rel < 0.1
@@ -187,7 +195,7 @@ def test_self_conditioning_input_changes_the_output_and_none_means_zeros():
     """A self-conditioned U-Net sees the x0 estimate (its stem takes 6 channels); no estimate
     is the same as an all-zero one (the sampler's first step); a model built without it
     refuses one."""
-    model = _model(self_condition=True)
+    model = _model(self_condition=True, **ONE_LEVEL)
     x, t, tokens, mask, style = _inputs()
     variables = _perturb(model.init(jax.random.key(0), x, t, tokens, mask, style))
     assert variables["params"]["unet"]["conv_in"]["kernel"].shape[2] == 6
@@ -197,7 +205,7 @@ def test_self_conditioning_input_changes_the_output_and_none_means_zeros():
     with_estimate, _ = model.apply(variables, x, t, tokens, mask, style, None, estimate)
     np.testing.assert_array_equal(without, zeros)
     assert np.abs(with_estimate - without).max() > 1e-3
-    plain = _model()
+    plain = _model(**ONE_LEVEL)
     plain_vars = plain.init(jax.random.key(0), x, t, tokens, mask, style)
     with pytest.raises(ValueError, match="without self_condition"):
         plain.apply(plain_vars, x, t, tokens, mask, style, None, estimate)
@@ -209,8 +217,8 @@ def test_full_resolution_refinement_sees_the_input_pixel_by_pixel():
     and the read-out zeroed, an output pixel depends on input pixels within 2 of it (two 3x3
     convs), not on 2x2 patch blocks; the model starts at v = 0; patch size 1 is refused."""
     x, t, tokens, mask, style = _inputs()
-    scales = dict(cross_attention_scales=(2, 4), self_attention_scales=(4,), patch_size=2)
-    model = _model(full_res_channels=8, **scales)
+    one_level = {**ONE_LEVEL, "cross_attention_scales": (2,), "self_attention_scales": (2,)}
+    model = _model(full_res_channels=8, patch_size=2, **one_level)
     variables = model.init(jax.random.key(0), x, t, tokens, mask, style)
     unet = variables["params"]["unet"]
     assert unet["conv_out"]["kernel"].shape == (3, 3, 16, 3 * 4)
