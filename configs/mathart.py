@@ -94,6 +94,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # With patch_size > 1: width of a full-resolution refinement added to the output, which
     # also sees the noisy input (0: none; each 2x2 patch is read out of one feature vector).
     c.model.full_res_channels = 0
+    # Regression first, diffusion on the residual (Mardani et al. 2023, arXiv 2309.15214): a
+    # second U-Net (regression_channels wide; 0 = base_channels) draws the formula's mean image
+    # from pixel coordinates with plain MSE (loss.regression_weight), and the denoiser, which
+    # sees that mean, learns image - mean. Measured on tiny32_cpu: mathart/README.md.
+    c.model.regression = False
+    c.model.regression_channels = 0
     c.model.remat = False  # gradient checkpointing (nn.remat) of every ResBlock/attention block
 
     # --- diffusion (mathart.diffusion)
@@ -114,6 +120,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.loss.perceptual_weight = 0.4
     c.loss.math_weight = 0.2
     c.loss.colour_weight = 0.1
+    c.loss.regression_weight = 1.0  # MSE of the regression mean (with model.regression)
     c.loss.family_weight = 0.1  # family-classification head on the formula encoder (0 = off)
     c.loss.perceptual = "auto"  # "auto" (vgg16 if vgg_weights else structural) | explicit
     c.loss.vgg_weights = ""  # path to the published VGG16 weights (.h5 / .npz), optional

@@ -224,6 +224,7 @@ def sample(
     prediction: str = "v",
     clip_x0: bool = True,
     self_condition: bool = False,
+    x0_offset: jax.Array | None = None,
 ) -> jax.Array:
     """Runs a sampler from ``x_init`` (pure noise at t = T-1) to x0; returns float32 x0.
 
@@ -232,7 +233,10 @@ def sample(
     ``clip_x0`` clamps x0_hat to the data range [-1, 1] and recomputes eps_hat from it, so the
     update stays consistent. With ``self_condition`` the network is called as
     ``denoise_fn(x_t, t, x0_prev)`` with the previous step's x0_hat clipped to [-1, 1] (zeros at
-    the first step; Chen et al. 2023). One `lax.scan` over steps: traced once, any step count.
+    the first step; Chen et al. 2023). ``x0_offset`` (the regression mean of
+    `mathart.models.MathArtDenoiser`): the chain samples a residual, and the image is
+    ``x0_offset + x0``; ``clip_x0`` then keeps that image, not the residual, in [-1, 1].
+    One `lax.scan` over steps: traced once, any step count.
     """
     require_choice(method, SAMPLERS, "sampler")
     steps = respaced_timesteps(schedule.num_timesteps, num_steps)
@@ -240,6 +244,7 @@ def sample(
     abar_t = jnp.asarray(abar[steps], jnp.float32)
     abar_prev = jnp.asarray(np.append(abar[steps[1:]], 1.0), jnp.float32)
     batch = x_init.shape[0]
+    lo, hi = (-1.0, 1.0) if x0_offset is None else (-1.0 - x0_offset, 1.0 - x0_offset)
 
     def body(carry, inputs):
         x, x0_prev = carry
@@ -250,7 +255,7 @@ def sample(
         alpha, sigma = jnp.sqrt(a_t), jnp.sqrt(1 - a_t)
         x0_hat, eps_hat = _x0_eps_from_output(x, out, alpha, sigma, prediction)
         if clip_x0:
-            x0_hat = jnp.clip(x0_hat, -1.0, 1.0)
+            x0_hat = jnp.clip(x0_hat, lo, hi)
             eps_hat = (x - alpha * x0_hat) / sigma
         noise = jax.random.normal(jax.random.fold_in(rng, index), x.shape, jnp.float32)
         if method == "ddim":

@@ -49,6 +49,11 @@ def _parse_args(argv):
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--sampler", default=None, choices=["ddim", "ddpm"])
     p.add_argument("--guidance", type=float, default=None)
+    p.add_argument(
+        "--mean-only",
+        action="store_true",
+        help="score the regression mean alone (runs trained with model.regression)",
+    )
     p.add_argument("--batch", type=int, default=100, help="samples per generator call")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vgg-weights", default=None, help="published VGG16 weights (.h5/.npz)")
@@ -81,6 +86,7 @@ def main(argv=None) -> int:
         prediction=config.diffusion.prediction,
         clip_x0=s.clip_x0,
         guidance_scale=guidance,
+        mean_only=args.mean_only,
     )
     rng = jax.random.key(args.seed)
     t0 = time.time()
@@ -96,7 +102,9 @@ def main(argv=None) -> int:
         "candidates": "renders in the sample's style"
         if np.all(split.style_seeds >= 0)
         else "images",
-        "sampler": f"{sampler}, {steps} steps, guidance {guidance}",
+        "sampler": "the regression mean alone (--mean-only)"
+        if args.mean_only
+        else f"{sampler}, {steps} steps, guidance {guidance}",
         "generation_seconds": gen_s,
         **image_metrics.score(generated, split.arrays["image"], candidates, rows),
     }
@@ -116,7 +124,8 @@ def main(argv=None) -> int:
         result.update(image_metrics.diversity(samples.reshape(m, n, *samples.shape[1:])))
     if args.vgg_weights:
         result.update(image_metrics.vgg_scores(args.vgg_weights, generated, split.arrays["image"]))
-    out = args.out or os.path.join(args.workdir, f"eval_{args.split}.json")
+    name = f"eval_{args.split}{'_mean' if args.mean_only else ''}.json"
+    out = args.out or os.path.join(args.workdir, name)
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
     grid_path = os.path.splitext(out)[0] + "_grid.png"

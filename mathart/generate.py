@@ -28,14 +28,20 @@ def build_generator(
     prediction: str = "v",
     clip_x0: bool = True,
     guidance_scale: float = 1.0,
+    mean_only: bool = False,
 ) -> Generator:
     """Returns jitted ``generate(params, tokens [B,L] int32, style [B,S] f32, rng)`` ->
     float32 [B, R, R, 3] in [-1, 1].
 
     Classifier-free guidance runs the conditional and the null-formula condition (same style) as
     one batch of 2B per step; ``guidance_scale == 1`` skips the null half. A self-conditioned
-    model gets the previous step's guided x0 estimate in both halves.
+    model gets the previous step's guided x0 estimate in both halves. A model with a regression
+    mean (``model.regression``) draws the mean once, from the formula and style, gives it to
+    the denoiser in both halves, samples the residual, and returns mean + residual;
+    ``mean_only`` returns the mean alone (what the regression network draws, no sampling).
     """
+    if mean_only and not model.regression:
+        raise ValueError("mean_only needs a model with a regression mean (config.model.regression)")
     T = schedule.num_timesteps
 
     @jax.jit
@@ -45,10 +51,16 @@ def build_generator(
         cond, uncond = model.apply(
             variables, tokens, mask, style, method=MathArtDenoiser.conditions
         )
+        shape = (tokens.shape[0], image_size, image_size, 3)
+        mean = None
+        if model.regression:
+            mean = model.apply(variables, cond, shape, method=MathArtDenoiser.regression_mean)
+            if mean_only:
+                return jnp.clip(mean, -1.0, 1.0)
         guided = guidance_scale != 1.0
         both = concat_conditions(cond, uncond) if guided else cond
 
-        def denoise(x, t, x0_prev=None):
+        def denoise(x, t, x0_prev=mean):
             t_frac = (t.astype(jnp.float32) + 1.0) / T
             if not guided:
                 return model.apply(
@@ -67,8 +79,8 @@ def build_generator(
             return diffusion.guided(c, u, guidance_scale)
 
         k_init, k_steps = jax.random.split(rng)
-        x_init = jax.random.normal(k_init, (tokens.shape[0], image_size, image_size, 3))
-        return diffusion.sample(
+        x_init = jax.random.normal(k_init, shape)
+        x0 = diffusion.sample(
             denoise,
             schedule,
             x_init,
@@ -79,7 +91,9 @@ def build_generator(
             prediction=prediction,
             clip_x0=clip_x0,
             self_condition=model.self_condition,
+            x0_offset=mean,
         )
+        return x0 if mean is None else jnp.clip(mean + x0, -1.0, 1.0)
 
     return generate
 

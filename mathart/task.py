@@ -21,10 +21,10 @@ them to hooks) and returns a grid of [generated | ground truth] pairs plus quick
 (`mathart.image_metrics`); the loop writes it to TensorBoard and as PNG.
 """
 
+import functools
 import logging
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -53,26 +53,14 @@ def tokenizer_from_meta(meta: dict) -> Tokenizer:
     return Tokenizer.from_json(state["tokenizer"])
 
 
-@flax.struct.dataclass
-class EvalMetrics(clu_metrics.Collection):
-    loss: clu_metrics.Average.from_output("loss")
-    mse: clu_metrics.Average.from_output("mse")
-    x0_mse: clu_metrics.Average.from_output("x0_mse")
-    perceptual: clu_metrics.Average.from_output("perceptual")
-    math: clu_metrics.Average.from_output("math")
-    colour: clu_metrics.Average.from_output("colour")
-
-
-@flax.struct.dataclass
-class EvalMetricsWithFamily(clu_metrics.Collection):  # clu reads only a class's own fields
-    loss: clu_metrics.Average.from_output("loss")
-    mse: clu_metrics.Average.from_output("mse")
-    x0_mse: clu_metrics.Average.from_output("x0_mse")
-    perceptual: clu_metrics.Average.from_output("perceptual")
-    math: clu_metrics.Average.from_output("math")
-    colour: clu_metrics.Average.from_output("colour")
-    family_ce: clu_metrics.Average.from_output("family_ce")
-    family_accuracy: clu_metrics.Average.from_output("family_accuracy")
+@functools.cache
+def eval_metrics_class(names: tuple[str, ...]) -> type[clu_metrics.Collection]:
+    """The clu Collection averaging the loss terms ``names`` (which depend on the config: the
+    family head, the regression mean); one class per set of names, so every eval batch's
+    metrics merge."""
+    return clu_metrics.Collection.create(
+        **{name: clu_metrics.Average.from_output(name) for name in names}
+    )
 
 
 class MathArtTask(Task):
@@ -119,6 +107,7 @@ class MathArtTask(Task):
         self._data: input_pipeline.MathArtData | None = None
         self._grid: dict[str, Any] | None = None
         self._generator = None
+        self._mean_generator = None
 
     # ---- data ------------------------------------------------------------------------------
     @staticmethod
@@ -215,30 +204,43 @@ class MathArtTask(Task):
         ``self_cond``: whether this pass sees the model's own x0 estimate (if configured)."""
         c = self.config
         x0 = batch["image"].astype(jnp.float32) / 127.5 - 1.0
-        x_t = diffusion.q_sample(self.schedule, x0, t, noise)
         tokens = batch["tokens"]
         style = jnp.where(style_drop[:, None], 0.0, batch["style"])
         t_frac = (t.astype(jnp.float32) + 1.0) / self.schedule.num_timesteps
 
         variables = {"params": params}
         # The formula is encoded once; only the U-Net runs twice with self-conditioning.
-        cond, family_logits = self.model.apply(
-            variables, tokens, tokens != 0, style, drop, method=MathArtDenoiser.training_condition
+        cond, formula, family_logits = self.model.apply(
+            variables, tokens, tokens != 0, style, drop, method=MathArtDenoiser.training_conditions
         )
+        terms = {}
+        if c.model.regression:
+            mean = self.model.apply(
+                variables, formula, x0.shape, method=MathArtDenoiser.regression_mean
+            )
+            terms["regression_mse"] = jnp.mean((mean - x0) ** 2, axis=(1, 2, 3))
+            # Diffusion on the residual: its loss does not pull the mean (trained by MSE
+            # alone, as a separate network would be), and the denoiser sees the mean.
+            mean = jax.lax.stop_gradient(mean)
+            x0_full, x0 = x0, x0 - mean
+        x_t = diffusion.q_sample(self.schedule, x0, t, noise)
 
         def denoise(x0_prev):
             return self.model.apply(
                 variables, x_t, t_frac, cond, x0_prev, method=MathArtDenoiser.denoise
             )
 
-        out = denoise(self._self_condition_input(denoise, x_t, t, self_cond))
+        second_input = (
+            mean if c.model.regression else self._self_condition_input(denoise, x_t, t, self_cond)
+        )
+        out = denoise(second_input)
         target = diffusion.training_target(self.schedule, x0, noise, t, c.diffusion.prediction)
         x0_hat, _ = diffusion.predict_x0_eps(self.schedule, x_t, t, out, c.diffusion.prediction)
+        if c.model.regression:  # from here on, images: the mean plus the residual
+            x0_hat, x0 = mean + x0_hat, x0_full
         weight = self.schedule.alphas_cumprod[t]  # ᾱ_t: image-space terms fade at high noise
-        terms = {
-            "mse": jnp.mean((out - target) ** 2, axis=(1, 2, 3)),
-            "x0_mse": jnp.mean((x0_hat - x0) ** 2, axis=(1, 2, 3)),
-        }
+        terms["mse"] = jnp.mean((out - target) ** 2, axis=(1, 2, 3))
+        terms["x0_mse"] = jnp.mean((x0_hat - x0) ** 2, axis=(1, 2, 3))
         zero = jnp.zeros_like(terms["mse"])
         if self.perceptual == "structural":
             terms["perceptual"] = weight * losses.structural_loss(x0_hat, x0)
@@ -274,6 +276,7 @@ class MathArtTask(Task):
             + w.math_weight * terms["math"]
             + w.colour_weight * terms["colour"]
             + (w.family_weight * terms["family_ce"] if "family_ce" in terms else 0.0)
+            + (w.regression_weight * terms["regression_mse"] if c.model.regression else 0.0)
         )
         return terms
 
@@ -303,7 +306,7 @@ class MathArtTask(Task):
         none = jnp.zeros((b,), bool)
         # Self-conditioned models are evaluated as they sample: with their own x0 estimate.
         terms = self._terms(params, ctx.extras, batch, t, noise, none, none, self_cond=True)
-        cls = EvalMetricsWithFamily if "family_ce" in terms else EvalMetrics
+        cls = eval_metrics_class(tuple(sorted(terms)))
         return cls.single_from_model_output(mask=batch["mask"], **terms)
 
     # ---- hooks -----------------------------------------------------------------------------
@@ -344,7 +347,18 @@ class MathArtTask(Task):
         )
         return params
 
-    def generator(self):
+    def generator(self, mean_only: bool = False):
+        """The run's sampler (config.sample); ``mean_only``: the regression mean alone."""
+        if mean_only:
+            if self._mean_generator is None:
+                self._mean_generator = build_generator(
+                    self.model,
+                    self.schedule,
+                    image_size=self.config.data.image_size,
+                    num_steps=1,
+                    mean_only=True,
+                )
+            return self._mean_generator
         if self._generator is None:
             s = self.config.sample
             self._generator = build_generator(
@@ -394,6 +408,14 @@ class MathArtTask(Task):
         generated = to_uint8(images)
         truth = split.arrays["image"]
         scores = image_metrics.score(generated, truth, grid["candidates"])
+        if self.config.model.regression:  # how much of it the regression mean alone draws
+            means = to_uint8(
+                self.generator(mean_only=True)(
+                    ctx.params, split.arrays["tokens"], split.arrays["style"], None
+                )
+            )
+            mean_scores = image_metrics.score(means, truth, grid["candidates"])
+            scores.update({f"regression_mean_{k}": v for k, v in mean_scores.items()})
         picture = captioned_pairs(
             generated,
             truth,

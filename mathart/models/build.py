@@ -46,6 +46,8 @@ def build_model(
         remat=m.remat,
         self_condition=config.diffusion.self_condition,
         full_res_channels=m.full_res_channels,
+        regression=m.regression,
+        regression_channels=m.regression_channels,
         dtype=compute_dtype(config) if dtype is None else dtype,
     )
 
@@ -84,45 +86,54 @@ def forward_flops(config: ml_collections.ConfigDict) -> float:
         )  # cross: q, out, k, v, qk, av
         return f + 2 * hw * c * 8 * c  # MLP 4x
 
-    scales = [m.patch_size * 2**i for i in range(len(m.channel_mult))]
-    chans = [m.base_channels * k for k in m.channel_mult]
-    in_channels = 6 if config.diffusion.self_condition else 3  # x_t (+ the x0 estimate)
-    flops += conv(side, 3, in_channels * m.patch_size**2, m.base_channels)  # conv_in
-    flops += conv(side, 3, m.base_channels, 3 * m.patch_size**2)  # conv_out
-    if m.full_res_channels:  # to_full_res, then full_res_conv and full_res_out
-        width, full = m.full_res_channels, config.data.image_size
-        flops += conv(side, 3, m.base_channels, width * m.patch_size**2)
-        flops += conv(full, 3, width + in_channels, width) + conv(full, 3, width, 3)
-    skips, c = [m.base_channels], m.base_channels
-    for i, (s, ch) in enumerate(zip(scales, chans)):
-        n = side >> i
-        for _ in range(m.num_res_blocks):
-            flops += res(n, c, ch) + (
-                attn(n, ch, s in m.self_attention_scales) if s in m.cross_attention_scales else 0
-            )
-            c = ch
-            skips.append(c)
-        if i < len(scales) - 1:
-            flops += conv(n, 3, c, c, stride=2)  # Downsample
-            skips.append(c)
-    n = side >> (len(scales) - 1)
-    flops += 2 * res(n, c, c) + (
-        attn(n, c, scales[-1] in m.self_attention_scales)
-        if scales[-1] in m.cross_attention_scales
-        else 0
-    )
-    for i in reversed(range(len(scales))):
-        n = side >> i
-        for _ in range(m.num_res_blocks + 1):
-            cin = c + skips.pop()
-            flops += res(n, cin, chans[i]) + (
-                attn(n, chans[i], scales[i] in m.self_attention_scales)
-                if scales[i] in m.cross_attention_scales
-                else 0
-            )
-            c = chans[i]
-        if scales[i] in m.extra_skip_scales:
-            flops += conv(n, 1, 3, c)  # the pooled noisy input's 1x1 conv
-        if i > 0:
-            flops += conv(2 * n, 3, c, c)  # Upsample: nearest resize, then a conv
+    def unet(base: int, in_channels: int, extra_skip_scales) -> float:
+        """One U-Net of ``base`` channels on ``in_channels`` input channels."""
+        flops = 0.0
+        scales = [m.patch_size * 2**i for i in range(len(m.channel_mult))]
+        chans = [base * k for k in m.channel_mult]
+        flops += conv(side, 3, in_channels * m.patch_size**2, base)  # conv_in
+        flops += conv(side, 3, base, 3 * m.patch_size**2)  # conv_out
+        if m.full_res_channels:  # to_full_res, then full_res_conv and full_res_out
+            width, full = m.full_res_channels, config.data.image_size
+            flops += conv(side, 3, base, width * m.patch_size**2)
+            flops += conv(full, 3, width + in_channels, width) + conv(full, 3, width, 3)
+        skips, c = [base], base
+        for i, (s, ch) in enumerate(zip(scales, chans)):
+            n = side >> i
+            for _ in range(m.num_res_blocks):
+                flops += res(n, c, ch)
+                if s in m.cross_attention_scales:
+                    flops += attn(n, ch, s in m.self_attention_scales)
+                c = ch
+                skips.append(c)
+            if i < len(scales) - 1:
+                flops += conv(n, 3, c, c, stride=2)  # Downsample
+                skips.append(c)
+        n = side >> (len(scales) - 1)
+        flops += 2 * res(n, c, c) + (
+            attn(n, c, scales[-1] in m.self_attention_scales)
+            if scales[-1] in m.cross_attention_scales
+            else 0
+        )
+        for i in reversed(range(len(scales))):
+            n = side >> i
+            for _ in range(m.num_res_blocks + 1):
+                cin = c + skips.pop()
+                flops += res(n, cin, chans[i]) + (
+                    attn(n, chans[i], scales[i] in m.self_attention_scales)
+                    if scales[i] in m.cross_attention_scales
+                    else 0
+                )
+                c = chans[i]
+            if scales[i] in extra_skip_scales:
+                flops += conv(n, 1, 3, c)  # the pooled noisy input's 1x1 conv
+            if i > 0:
+                flops += conv(2 * n, 3, c, c)  # Upsample: nearest resize, then a conv
+        return flops
+
+    # x_t, plus the previous x0 estimate (self-conditioning) or the regression mean
+    second_input = config.diffusion.self_condition or m.regression
+    flops += unet(m.base_channels, 6 if second_input else 3, m.extra_skip_scales)
+    if m.regression:  # the regression U-Net on the 3 coordinate channels
+        flops += unet(m.regression_channels or m.base_channels, 3, ())
     return float(flops)

@@ -20,6 +20,15 @@ Entry points (Flax ``method=``):
 
 ``x0_prev`` is the previous estimate of the clean image when the model is built with
 ``self_condition`` (`mathart.diffusion` feeds it back while sampling; None means "none yet").
+
+With ``regression`` (Mardani et al. 2023, "Residual corrective diffusion", arXiv 2309.15214:
+regression first, diffusion on the residual) a second, deterministic U-Net draws the mean image
+of a formula, ``regression_mean(condition, image_shape)``: trained with plain MSE, so every
+step of it teaches geometry, at every noise level alike. Its input is not noise but the pixel
+coordinates x, y and r (CoordConv, Liu et al. 2018, arXiv 1807.03247): a convolution cannot
+otherwise tell where in the picture it is, and a formula is a statement about positions. The
+denoiser then sees that mean beside x_t (in the stem's second input, the one self-conditioning
+uses) and denoises only the residual image - mean.
 """
 
 from collections.abc import Sequence
@@ -59,6 +68,15 @@ def concat_conditions(a: Condition, b: Condition) -> Condition:
     return jax.tree.map(lambda x, y: jnp.concatenate([x, y], axis=0), a, b)
 
 
+def pixel_coordinates(height: int, width: int) -> jax.Array:
+    """[H, W, 3] float32: x and y of each pixel centre in [-1, 1] (y up) and the
+    distance r from the centre (1 at the edge midpoints)."""
+    ys = 1.0 - (2.0 * jnp.arange(height, dtype=jnp.float32) + 1.0) / height
+    xs = (2.0 * jnp.arange(width, dtype=jnp.float32) + 1.0) / width - 1.0
+    y, x = jnp.meshgrid(ys, xs, indexing="ij")
+    return jnp.stack([x, y, jnp.sqrt(x * x + y * y)], axis=-1)
+
+
 class MathArtDenoiser(nn.Module):
     """Formula-conditioned denoiser; sizes come from ``config.model`` (see configs/mathart.py)."""
 
@@ -83,9 +101,17 @@ class MathArtDenoiser(nn.Module):
     remat: bool = False
     self_condition: bool = False  # the U-Net also sees the previous x0 estimate
     full_res_channels: int = 0  # width of the U-Net's full-resolution refinement (0: none)
+    regression: bool = False  # a regression U-Net draws the mean; diffusion on the residual
+    regression_channels: int = 0  # base channels of the regression U-Net (0: base_channels)
     dtype: Dtype = jnp.float32
 
     def setup(self):
+        if self.regression and self.self_condition:
+            raise ValueError(
+                "config.model.regression and config.diffusion.self_condition both use the "
+                "U-Net's second input (the regression mean / the previous x0 estimate); turn "
+                "one of them off"
+            )
         self.encoder = FormulaEncoder(
             vocab_size=self.vocab_size,
             max_len=self.max_formula_tokens,
@@ -108,10 +134,25 @@ class MathArtDenoiser(nn.Module):
             num_heads=self.num_attention_heads,
             norm_groups=self.norm_groups,
             remat=self.remat,
-            self_condition=self.self_condition,
+            self_condition=self.self_condition or self.regression,
             full_res_channels=self.full_res_channels,
             dtype=self.dtype,
         )
+        if self.regression:
+            self.mean_unet = ConditionalUNet(
+                base_channels=self.regression_channels or self.base_channels,
+                channel_mult=tuple(self.channel_mult),
+                num_res_blocks=self.num_res_blocks,
+                time_embed_dim=self.time_embed_dim,
+                cross_attention_scales=tuple(self.cross_attention_scales),
+                self_attention_scales=tuple(self.self_attention_scales),
+                patch_size=self.patch_size,
+                num_heads=self.num_attention_heads,
+                norm_groups=self.norm_groups,
+                remat=self.remat,
+                full_res_channels=self.full_res_channels,
+                dtype=self.dtype,
+            )
         # The "no formula" condition for classifier-free guidance: one learned token.
         self.null_token = self.param(
             "null_token", nn.initializers.normal(stddev=0.02), (self.encoder_width,)
@@ -174,6 +215,18 @@ class MathArtDenoiser(nn.Module):
     ) -> jax.Array:
         return self.unet(x_t, t_frac, condition.pooled, condition.tokens, condition.mask, x0_prev)
 
+    def regression_mean(self, condition: Condition, image_shape: Sequence[int]) -> jax.Array:
+        """The regression U-Net's image [B, H, W, 3] float32 for ``condition`` (a formula and
+        style; never the null formula: the mean is a function of what the user gives)."""
+        if not self.regression:
+            raise ValueError("regression_mean of a model built without config.model.regression")
+        b, h, w = image_shape[0], image_shape[1], image_shape[2]
+        grid = jnp.broadcast_to(pixel_coordinates(h, w), (b, h, w, 3))
+        # The U-Net's time input is a constant: there is no noise level to tell it.
+        return self.mean_unet(
+            grid, jnp.ones((b,), jnp.float32), condition.pooled, condition.tokens, condition.mask
+        )
+
     def training_condition(
         self,
         token_ids: jax.Array,
@@ -183,11 +236,24 @@ class MathArtDenoiser(nn.Module):
     ) -> tuple[Condition, jax.Array | None]:
         """(condition, family logits) of training rows; rows with ``drop`` True get the null
         formula. Computed once per step even when the U-Net runs twice (self-conditioning)."""
-        cond = self.encode(token_ids, token_mask)
-        logits = self.family_logits(cond)
+        cond, _, logits = self.training_conditions(token_ids, token_mask, style, drop)
+        return cond, logits
+
+    def training_conditions(
+        self,
+        token_ids: jax.Array,
+        token_mask: jax.Array,
+        style: jax.Array | None = None,
+        drop: jax.Array | None = None,
+    ) -> tuple[Condition, Condition, jax.Array | None]:
+        """(denoiser condition, whole formula, family logits): as `training_condition`, plus
+        the condition with no row dropped (+ style), which the regression U-Net sees."""
+        formula = self.encode(token_ids, token_mask)
+        logits = self.family_logits(formula)
+        cond = formula
         if drop is not None:
-            cond = select_condition(drop, cond, self.null_condition(cond))
-        return self.with_style(cond, style), logits
+            cond = select_condition(drop, formula, self.null_condition(formula))
+        return self.with_style(cond, style), self.with_style(formula, style), logits
 
     def __call__(
         self,
@@ -199,5 +265,7 @@ class MathArtDenoiser(nn.Module):
         drop: jax.Array | None = None,
         x0_prev: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
-        cond, logits = self.training_condition(token_ids, token_mask, style, drop)
+        cond, formula, logits = self.training_conditions(token_ids, token_mask, style, drop)
+        if self.regression and x0_prev is None:  # the denoiser's second input is the mean
+            x0_prev = self.regression_mean(formula, x_t.shape)
         return self.denoise(x_t, t_frac, cond, x0_prev), logits

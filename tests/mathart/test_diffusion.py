@@ -258,3 +258,25 @@ def test_self_conditioned_sampler_feeds_back_the_previous_clipped_x0(schedule, m
         clip_x0=False,
     )
     assert np.abs(np.asarray(got) - np.asarray(always_zero)).max() > 1e-2
+
+
+def test_a_residual_chain_clips_the_image_not_the_residual(schedule):
+    """With ``x0_offset`` (the regression mean) the chain samples a residual r and the image is
+    offset + r: clipping keeps offset + r in [-1, 1], so a residual beyond [-1, 1] that the
+    image allows survives (here r = 1.5 on an offset of -0.8), and one the image does not allow
+    is cut at the image's edge (r = 1.5 on +0.2 lands on 0.8)."""
+    offset = jnp.array([[-0.8, 0.2, 0.0]])
+    target = jnp.array([[1.5, 1.5, -0.5]])  # the residual an oracle v-model points at
+
+    def oracle(x_t, t):
+        alpha, sigma = diffusion.alpha_sigma(schedule, t)
+        a, s = alpha[:, None], sigma[:, None]
+        return a * (x_t - a * target) / s - s * target
+
+    x_init = jax.random.normal(jax.random.key(4), target.shape)
+    got = diffusion.sample(
+        oracle, schedule, x_init, jax.random.key(5), num_steps=20, x0_offset=offset
+    )
+    np.testing.assert_allclose(got, [[1.5, 0.8, -0.5]], atol=2e-3)
+    plain = diffusion.sample(oracle, schedule, x_init, jax.random.key(5), num_steps=20)
+    np.testing.assert_allclose(plain, [[1.0, 1.0, -0.5]], atol=2e-3)

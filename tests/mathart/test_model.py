@@ -332,7 +332,12 @@ def test_self_conditioned_training_sees_its_own_estimate_without_a_gradient_thro
 
 @pytest.mark.parametrize(
     "profile,changes",
-    [("smoke", {}), ("tiny32_cpu", {}), ("smoke", {"diffusion.self_condition": True})],
+    [
+        ("smoke", {}),
+        ("tiny32_cpu", {}),
+        ("smoke", {"diffusion.self_condition": True}),
+        ("smoke", {"model.regression": True, "model.regression_channels": 8}),
+    ],
 )
 def test_analytic_flops_match_xla(profile, changes):
     """`forward_flops` (MFU in common.bench) against XLA's count of one forward pass of the
@@ -360,3 +365,90 @@ def test_analytic_flops_match_xla(profile, changes):
     xla = fwd.lower(params).cost_analysis()["flops"]
     ratio = forward_flops(config) / xla
     assert 0.9 < ratio < 1.02, ratio
+
+
+def test_pixel_coordinates_are_centred_and_symmetric():
+    from mathart.models.denoiser import pixel_coordinates
+
+    grid = np.asarray(pixel_coordinates(4, 4))
+    np.testing.assert_allclose(grid[0, :, 0], [-0.75, -0.25, 0.25, 0.75])  # x, left to right
+    np.testing.assert_allclose(grid[:, 0, 1], [0.75, 0.25, -0.25, -0.75])  # y, top row up
+    np.testing.assert_allclose(grid[..., 2], np.hypot(grid[..., 0], grid[..., 1]), rtol=1e-6)
+
+
+def test_regression_mean_is_trained_by_its_mse_alone_and_the_denoiser_sees_the_residual():
+    """``model.regression`` (regression first, diffusion on the residual): the loss is the
+    plain terms on the residual image - mean plus regression_weight x MSE(mean, image); the
+    regression U-Net's gradient comes from its MSE alone (the diffusion terms see the mean as
+    a constant), and the denoiser is asked for the v of the residual, given the mean."""
+    from configs.mathart import get_config
+    from mathart import diffusion
+    from mathart.task import MathArtTask
+
+    config = get_config("smoke")
+    config.model.regression, config.model.regression_channels = True, 8
+    config.model.channel_mult, config.model.cross_attention_scales = (1,), (1,)
+    task = MathArtTask(config)
+    batch = task.synthetic_batch(4, np.random.default_rng(0))
+    params = _perturb(jax.jit(task.init_variables)(jax.random.key(0), batch)["params"], seed=5)
+    assert params["mean_unet"]["conv_in"]["kernel"].shape == (3, 3, 3, 8)  # x, y, r
+    assert params["unet"]["conv_in"]["kernel"].shape == (3, 3, 6, 16)  # x_t and the mean
+    t = jnp.array([0, 5, 10, 19])
+    noise = jax.random.normal(jax.random.key(1), batch["image"].shape)
+    none = jnp.zeros((4,), bool)
+
+    @jax.jit
+    def reference(p):
+        """The terms written out from the model's entry points."""
+        x0 = batch["image"].astype(jnp.float32) / 127.5 - 1.0
+        v = {"params": p}
+        tokens = batch["tokens"]
+        cond, formula, _ = task.model.apply(
+            v, tokens, tokens != 0, batch["style"], none, method=MathArtDenoiser.training_conditions
+        )
+        mean = task.model.apply(v, formula, x0.shape, method=MathArtDenoiser.regression_mean)
+        residual = x0 - mean
+        x_t = diffusion.q_sample(task.schedule, residual, t, noise)
+        t_frac = (t + 1.0) / task.schedule.num_timesteps
+        out = task.model.apply(v, x_t, t_frac, cond, mean, method=MathArtDenoiser.denoise)
+        target = diffusion.training_target(task.schedule, residual, noise, t, "v")
+        errors = jnp.mean((mean - x0) ** 2, (1, 2, 3)), jnp.mean((out - target) ** 2, (1, 2, 3))
+        return *errors, mean
+
+    terms_of = jax.jit(lambda p: task._terms(p, {}, batch, t, noise, none, none))
+    terms = terms_of(params)
+    regression_mse, mse, mean = reference(params)
+    np.testing.assert_allclose(terms["regression_mse"], regression_mse, rtol=1e-5)
+    np.testing.assert_allclose(terms["mse"], mse, rtol=1e-5)
+    w = config.loss.regression_weight
+    grad = jax.jit(jax.grad(lambda p: terms_of(p)["loss"].mean()))(params)
+    grad_mse = jax.jit(jax.grad(lambda p: w * terms_of(p)["regression_mse"].mean()))(params)
+    for a, b in zip(jax.tree.leaves(grad["mean_unet"]), jax.tree.leaves(grad_mse["mean_unet"])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-8)
+    assert all(not np.any(g) for g in jax.tree.leaves(grad_mse["unet"]))
+    assert any(np.any(g) for g in jax.tree.leaves(grad["unet"]))
+
+    # Sampling: the mean from the formula and style, then the residual chain; the image
+    # (mean + residual) stays in [-1, 1], and mean_only is the mean the loss above trained.
+    from mathart.generate import build_generator
+
+    def generator(**kw):
+        return build_generator(task.model, task.schedule, image_size=16, num_steps=2, **kw)
+
+    mean_only = generator(mean_only=True)(params, batch["tokens"], batch["style"], None)
+    np.testing.assert_allclose(mean_only, jnp.clip(mean, -1.0, 1.0), rtol=1e-5, atol=1e-6)
+    images = generator(guidance_scale=2.0)(
+        params, batch["tokens"], batch["style"], jax.random.key(0)
+    )
+    assert images.shape == mean.shape and float(jnp.abs(images).max()) <= 1.0
+    assert float(jnp.abs(images - mean_only).max()) > 1e-3
+    with pytest.raises(ValueError, match="mean_only needs a model with a regression mean"):
+        build_generator(_model(), task.schedule, image_size=16, num_steps=2, mean_only=True)
+
+
+def test_regression_and_self_conditioning_together_are_refused():
+    x, t, tokens, mask, style = _inputs()
+    with pytest.raises(ValueError, match="turn one of them off"):
+        _model(regression=True, self_condition=True, **ONE_LEVEL).init(
+            jax.random.key(0), x, t, tokens, mask, style
+        )
