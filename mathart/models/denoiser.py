@@ -12,8 +12,11 @@ Entry points (Flax ``method=``):
 - ``__call__(x_t, t_frac, token_ids, token_mask, style, drop, x0_prev)`` -> (U-Net output,
   family logits): training; rows with ``drop`` True see the null formula (classifier-free
   guidance training) but keep their style;
-- ``training_condition(token_ids, token_mask, style, drop)`` -> (`Condition`, family
-  logits): the first half of ``__call__``, for callers that run the U-Net more than once;
+- ``training_conditions(token_ids, token_mask, style, drop)`` -> (denoiser `Condition`,
+  whole-formula `Condition`, family logits): the first half of ``__call__``, for callers that
+  run the U-Nets themselves;
+- ``regression_mean(condition, image_shape)`` -> the regression U-Net's mean image (models
+  built with ``regression``);
 - ``conditions(token_ids, token_mask, style)`` -> (conditional, unconditional) `Condition`s:
   run once per sampling call;
 - ``denoise(x_t, t_frac, condition, x0_prev)`` -> U-Net output: run at every sampling step.
@@ -122,36 +125,29 @@ class MathArtDenoiser(nn.Module):
             remat=self.remat,
             dtype=self.dtype,
         )
-        self.unet = ConditionalUNet(
-            base_channels=self.base_channels,
+        # The denoiser and the regression U-Net share their shape; only width and inputs differ.
+        shape = dict(
             channel_mult=tuple(self.channel_mult),
             num_res_blocks=self.num_res_blocks,
             time_embed_dim=self.time_embed_dim,
             cross_attention_scales=tuple(self.cross_attention_scales),
             self_attention_scales=tuple(self.self_attention_scales),
-            extra_skip_scales=tuple(self.extra_skip_scales),
             patch_size=self.patch_size,
             num_heads=self.num_attention_heads,
             norm_groups=self.norm_groups,
             remat=self.remat,
-            self_condition=self.self_condition or self.regression,
             full_res_channels=self.full_res_channels,
             dtype=self.dtype,
         )
+        self.unet = ConditionalUNet(
+            base_channels=self.base_channels,
+            extra_skip_scales=tuple(self.extra_skip_scales),
+            self_condition=self.self_condition or self.regression,
+            **shape,
+        )
         if self.regression:
             self.mean_unet = ConditionalUNet(
-                base_channels=self.regression_channels or self.base_channels,
-                channel_mult=tuple(self.channel_mult),
-                num_res_blocks=self.num_res_blocks,
-                time_embed_dim=self.time_embed_dim,
-                cross_attention_scales=tuple(self.cross_attention_scales),
-                self_attention_scales=tuple(self.self_attention_scales),
-                patch_size=self.patch_size,
-                num_heads=self.num_attention_heads,
-                norm_groups=self.norm_groups,
-                remat=self.remat,
-                full_res_channels=self.full_res_channels,
-                dtype=self.dtype,
+                base_channels=self.regression_channels or self.base_channels, **shape
             )
         # The "no formula" condition for classifier-free guidance: one learned token.
         self.null_token = self.param(
@@ -227,18 +223,6 @@ class MathArtDenoiser(nn.Module):
             grid, jnp.ones((b,), jnp.float32), condition.pooled, condition.tokens, condition.mask
         )
 
-    def training_condition(
-        self,
-        token_ids: jax.Array,
-        token_mask: jax.Array,
-        style: jax.Array | None = None,
-        drop: jax.Array | None = None,
-    ) -> tuple[Condition, jax.Array | None]:
-        """(condition, family logits) of training rows; rows with ``drop`` True get the null
-        formula. Computed once per step even when the U-Net runs twice (self-conditioning)."""
-        cond, _, logits = self.training_conditions(token_ids, token_mask, style, drop)
-        return cond, logits
-
     def training_conditions(
         self,
         token_ids: jax.Array,
@@ -246,8 +230,9 @@ class MathArtDenoiser(nn.Module):
         style: jax.Array | None = None,
         drop: jax.Array | None = None,
     ) -> tuple[Condition, Condition, jax.Array | None]:
-        """(denoiser condition, whole formula, family logits): as `training_condition`, plus
-        the condition with no row dropped (+ style), which the regression U-Net sees."""
+        """(denoiser condition, whole formula, family logits) of training rows: rows with
+        ``drop`` True get the null formula in the first; the second has no row dropped (the
+        regression U-Net's). Computed once per step even when the U-Net runs twice."""
         formula = self.encode(token_ids, token_mask)
         logits = self.family_logits(formula)
         cond = formula
