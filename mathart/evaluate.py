@@ -69,6 +69,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     run = load_run(args.workdir, which=args.which, defaults=get_config)
     config = run.config
+    if args.mean_only and not config.model.regression:
+        print(
+            f"--mean-only: {args.workdir} was trained without a regression mean "
+            "(config.model.regression is False); drop --mean-only",
+            file=sys.stderr,
+        )
+        return 2
     tokenizer = tokenizer_from_meta(run.meta)
     split = input_pipeline.load_eval_split(config, args.split, tokenizer, num=args.num)
     s = config.sample

@@ -209,6 +209,16 @@ def test_evaluate_cli_reports_measured_scores(smoke_run, tmp_path):
     assert os.path.exists(out.replace(".json", "_grid.png"))
 
 
+def test_evaluate_mean_only_on_a_run_without_a_regression_mean_is_one_line(smoke_run, capsys):
+    _, _, workdir = smoke_run
+    before = sorted(os.listdir(workdir))
+    code = evaluate.main(["--workdir", workdir, "--split", "val", "--num", "2", "--mean-only"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("drop --mean-only") and "\n" not in err, err
+    assert sorted(os.listdir(workdir)) == before  # nothing written into the run
+
+
 def test_init_from_matches_token_embeddings_by_piece(smoke_run, tmp_path):
     """Fine-tuning on other data: the new run's tokenizer has other pieces in other rows, so
     `config.init_from` must carry each embedding row to its piece's new row (lr 0: the new run
