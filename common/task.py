@@ -214,7 +214,8 @@ class Task:
         return None
 
     def on_epoch_end(self, ctx: HookContext) -> HookResult | None:
-        """Called at every epoch boundary (e.g. sample grids at a task-chosen cadence)."""
+        """Called at every epoch boundary and after the last step (which ends a partial last
+        epoch too), e.g. for sample grids at a task-chosen cadence."""
         return None
 
     def state_dict(self) -> dict[str, Any]:

@@ -611,7 +611,9 @@ def train_and_evaluate(
                     state, status = run.eval_and_checkpoint(state, step, acc)
                 elif due(step, plan.keep_every, plan.total_steps, at_end=False):
                     run.save(state, step, acc)
-                if due(step, plan.steps_per_epoch, plan.total_steps, at_end=False):
+                # The last step ends an epoch too: a run of 2.5 epochs ends its third, partial
+                # one there, and a hook asking for output "at the end" gets called.
+                if due(step, plan.steps_per_epoch, plan.total_steps):
                     hook = task.on_epoch_end(run.hook_context(state, step))
                     state, stop = run.apply_hook(state, step, hook)
                     status = status or ("stopped_by_task" if stop else "")

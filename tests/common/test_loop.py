@@ -49,6 +49,17 @@ def test_trains_evaluates_and_writes_every_artifact(tmp_path):
     assert final["final/test/accuracy"] == pytest.approx(evals[-1]["val/accuracy"])
 
 
+def test_epoch_end_hook_runs_at_each_epoch_and_after_a_partial_last_one(tmp_path):
+    result = run(tmp_path, max_epochs=1.5)  # 8 steps per epoch: ends at 8 and at 12
+    assert result.status == "completed" and result.step == 12
+    calls = [
+        (r["step"], r["hooks/epoch_end_calls"])
+        for r in records(tmp_path)
+        if "hooks/epoch_end_calls" in r
+    ]
+    assert calls == [(8, 1.0), (12, 2.0)]
+
+
 def test_eval_metrics_are_exact_despite_padding(tmp_path):
     # 100 validation examples in eval batches of 32: the last batch is padded and masked.
     run(tmp_path, max_steps=8, eval_batch_size=32)

@@ -113,7 +113,7 @@ class TinyTask(Task):
 
     def on_epoch_end(self, ctx: HookContext) -> HookResult | None:
         self.hook_calls["epoch_end"] += 1
-        return None
+        return HookResult(scalars={"hooks/epoch_end_calls": float(self.hook_calls["epoch_end"])})
 
     def state_dict(self):
         return {"freeze_log": list(self.freeze_log)}
