@@ -100,6 +100,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # sees that mean, learns image - mean. Measured on tiny32_cpu: mathart/README.md.
     c.model.regression = False
     c.model.regression_channels = 0
+    # Train the regression mean alone (the denoiser is never run; samples are the mean): the
+    # cheap first stage of a two-stage run, whose second stage starts from it with
+    # --config.init_from=<this run> and model.regression=True. Measured: mathart/README.md.
+    c.model.regression_only = False
     c.model.remat = False  # gradient checkpointing (nn.remat) of every ResBlock/attention block
 
     # --- diffusion (mathart.diffusion)
@@ -138,6 +142,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sample.sampler = "ddim"  # "ddim" | "ddpm" (ancestral)
     c.sample.eta = 0.0
     c.sample.guidance_scale = 3.0
+    # Scale of the starting noise (mathart.generate.build_generator): 1 samples the model's
+    # distribution; below 1 trades diversity for fidelity.
+    c.sample.temperature = 1.0
     c.sample.clip_x0 = True
     c.sample.every_epochs = 5  # ADR GENERATE_SAMPLES_EVERY
     c.sample.grid_formulas = 16

@@ -27,8 +27,8 @@ import numpy as np
 from common.checkpoint import load_run
 from common.cli import add_run_arguments, handles_user_errors, run_arguments
 from configs.mathart import get_config  # a command line may read the configs; libraries do not
-from mathart import diffusion, image_metrics, input_pipeline
-from mathart.generate import build_generator, captioned_pairs, generate_all
+from mathart import image_metrics, input_pipeline
+from mathart.generate import captioned_pairs, generate_all, generator_from_config
 from mathart.models import build_model, num_families_of
 from mathart.task import tokenizer_from_meta
 
@@ -49,6 +49,9 @@ def _parse_args(argv):
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--sampler", default=None, choices=["ddim", "ddpm"])
     p.add_argument("--guidance", type=float, default=None)
+    p.add_argument(
+        "--temperature", type=float, default=None, help="starting-noise scale (default: config)"
+    )
     p.add_argument(
         "--mean-only",
         action="store_true",
@@ -76,24 +79,23 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 2
+    # A regression_only run has no trained denoiser: its samples are the mean.
+    mean_only = args.mean_only or config.model.regression_only
     tokenizer = tokenizer_from_meta(run.meta)
     split = input_pipeline.load_eval_split(config, args.split, tokenizer, num=args.num)
-    s = config.sample
     model = build_model(config, num_families_of(config))
-    steps = args.steps or s.num_inference_steps
-    sampler = args.sampler or s.sampler
-    guidance = s.guidance_scale if args.guidance is None else args.guidance
-    generate = build_generator(
+    steps = args.steps or config.sample.num_inference_steps
+    sampler = args.sampler or config.sample.sampler
+    guidance = config.sample.guidance_scale if args.guidance is None else args.guidance
+    temperature = config.sample.temperature if args.temperature is None else args.temperature
+    generate = generator_from_config(
         model,
-        diffusion.cosine_schedule(config.diffusion.timesteps),
-        image_size=config.data.image_size,
+        config,
         num_steps=steps,
         method=sampler,
-        eta=s.eta,
-        prediction=config.diffusion.prediction,
-        clip_x0=s.clip_x0,
         guidance_scale=guidance,
-        mean_only=args.mean_only,
+        temperature=temperature,
+        mean_only=mean_only,
     )
     rng = jax.random.key(args.seed)
     t0 = time.time()
@@ -109,9 +111,10 @@ def main(argv=None) -> int:
         "candidates": "renders in the sample's style"
         if np.all(split.style_seeds >= 0)
         else "images",
-        "sampler": "the regression mean alone (--mean-only)"
-        if args.mean_only
-        else f"{sampler}, {steps} steps, guidance {guidance}",
+        "sampler": "the regression mean alone"
+        if mean_only
+        else f"{sampler}, {steps} steps, guidance {guidance}"
+        + ("" if temperature == 1.0 else f", temperature {temperature}"),
         "generation_seconds": gen_s,
         **image_metrics.score(generated, split.arrays["image"], candidates, rows),
     }
@@ -143,7 +146,7 @@ def main(argv=None) -> int:
         generated[:shown],
         split.arrays["image"][:shown],
         [str(f) for f in split.formulas[:shown]],
-        scale=s.grid_upscale,
+        scale=config.sample.grid_upscale,
     )
     Image.fromarray(grid).save(grid_path)
     for key, value in result.items():

@@ -28,6 +28,7 @@ def build_generator(
     prediction: str = "v",
     clip_x0: bool = True,
     guidance_scale: float = 1.0,
+    temperature: float = 1.0,
     mean_only: bool = False,
 ) -> Generator:
     """Returns jitted ``generate(params, tokens [B,L] int32, style [B,S] f32, rng)`` ->
@@ -39,7 +40,13 @@ def build_generator(
     mean (``model.regression``) draws the mean once, from the formula and style, gives it to
     the denoiser in both halves, samples the residual, and returns mean + residual;
     ``mean_only`` returns the mean alone (what the regression network draws, no sampling).
+    ``temperature`` scales the starting noise x_T (reduced-temperature sampling, Kingma &
+    Dhariwal 2018, "Glow", §5): below 1 trades diversity for fidelity; with DDIM at eta 0 the
+    whole chain is then a deterministic function of that smaller noise, and at 0 the sample is
+    the formula's one most likely-looking image under the model.
     """
+    if temperature < 0:
+        raise ValueError(f"sampling temperature must be >= 0, got {temperature}")
     if mean_only and not model.regression:
         raise ValueError("mean_only needs a model with a regression mean (config.model.regression)")
     T = schedule.num_timesteps
@@ -79,7 +86,7 @@ def build_generator(
             return diffusion.guided(c, u, guidance_scale)
 
         k_init, k_steps = jax.random.split(rng)
-        x_init = jax.random.normal(k_init, shape)
+        x_init = temperature * jax.random.normal(k_init, shape)
         x0 = diffusion.sample(
             denoise,
             schedule,
@@ -96,6 +103,35 @@ def build_generator(
         return x0 if mean is None else jnp.clip(mean + x0, -1.0, 1.0)
 
     return generate
+
+
+def generator_from_config(
+    model: MathArtDenoiser,
+    config,
+    *,
+    num_steps: int | None = None,
+    method: str | None = None,
+    guidance_scale: float | None = None,
+    temperature: float | None = None,
+    mean_only: bool = False,
+) -> Generator:
+    """`build_generator` as a run's ``config.sample`` describes it; the arguments given (a
+    tool's flags) override their config value. A ``model.regression_only`` run has no trained
+    denoiser: its generator is the regression mean."""
+    s = config.sample
+    return build_generator(
+        model,
+        diffusion.cosine_schedule(config.diffusion.timesteps),
+        image_size=config.data.image_size,
+        num_steps=num_steps or s.num_inference_steps,
+        method=method or s.sampler,
+        eta=s.eta,
+        prediction=config.diffusion.prediction,
+        clip_x0=s.clip_x0,
+        guidance_scale=s.guidance_scale if guidance_scale is None else guidance_scale,
+        temperature=s.temperature if temperature is None else temperature,
+        mean_only=mean_only or config.model.regression_only,
+    )
 
 
 def to_uint8(images: jax.Array | np.ndarray) -> np.ndarray:

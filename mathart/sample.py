@@ -38,6 +38,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: config)")
     p.add_argument("--sampler", choices=diffusion.SAMPLERS, default=None)
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: config)")
+    p.add_argument(
+        "--temperature", type=float, default=None, help="starting-noise scale (default: config)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=int, default=None, help="PNG enlargement (default: config)")
     args = p.parse_args(argv)
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from common.checkpoint import load_run
     from configs.mathart import get_config  # a command line may read the configs
-    from mathart.generate import build_generator, tile, to_uint8, upscale
+    from mathart.generate import generator_from_config, tile, to_uint8, upscale
     from mathart.input_pipeline import style_features
     from mathart.models import build_model, num_families_of
     from mathart.render import Style, render
@@ -71,18 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     config = run.config
     tokenizer = tokenizer_from_meta(run.meta)
     model = build_model(config, num_families_of(config))
-    schedule = diffusion.cosine_schedule(config.diffusion.timesteps)
-    s = config.sample
-    generate = build_generator(
+    generate = generator_from_config(
         model,
-        schedule,
-        image_size=config.data.image_size,
-        num_steps=args.steps or s.num_inference_steps,
-        method=args.sampler or s.sampler,
-        eta=s.eta,
-        prediction=config.diffusion.prediction,
-        clip_x0=s.clip_x0,
-        guidance_scale=s.guidance_scale if args.guidance is None else args.guidance,
+        config,
+        num_steps=args.steps,
+        method=args.sampler,
+        guidance_scale=args.guidance,
+        temperature=args.temperature,
     )
     if args.style == "none":
         seeds = np.full((args.n,), -1, np.int32)
@@ -99,14 +97,15 @@ def main(argv: list[str] | None = None) -> int:
         size = config.data.image_size
         rows.insert(0, render([formula] * args.n, size, [Style.from_seed(int(k)) for k in seeds]))
     grid = tile(np.concatenate(rows), columns=args.n)
-    grid = upscale(grid, args.scale or s.grid_upscale)
+    grid = upscale(grid, args.scale or config.sample.grid_upscale)
     from PIL import Image
 
     Image.fromarray(grid).save(args.out)
     print(
         f"wrote {args.out}: {args.n} samples of '{formula.text}' from {args.workdir} "
         f"(step {run.step}, {'reference renders on top, ' if len(rows) > 1 else ''}"
-        f"{args.steps or s.num_inference_steps} {args.sampler or s.sampler} steps)"
+        f"{args.steps or config.sample.num_inference_steps} "
+        f"{args.sampler or config.sample.sampler} steps)"
     )
     return 0
 

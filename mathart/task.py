@@ -35,7 +35,7 @@ from common.config import due, steps_from
 from common.task import Datasets, EvalSummary, HookContext, HookResult, StepContext, Task
 from mathart import diffusion, image_metrics, input_pipeline, losses, transfer
 from mathart.formula import Tokenizer
-from mathart.generate import build_generator, captioned_pairs, to_uint8
+from mathart.generate import captioned_pairs, generator_from_config, to_uint8
 from mathart.models import MathArtDenoiser, build_model, forward_flops, num_families_of
 from mathart.models import vgg16 as vgg_lib
 
@@ -103,11 +103,18 @@ class MathArtTask(Task):
                 f"config.loss.colour_mode '{config.loss.colour_mode}' unknown; choose one of: "
                 f"{', '.join(losses.COLOUR_MODES)}"
             )
+        if config.model.regression_only:
+            if not config.model.regression:
+                raise ValueError(
+                    "config.model.regression_only trains the regression mean alone and needs "
+                    "config.model.regression=True"
+                )
+            # Nothing but the mean trains: its held-out error picks the best checkpoint.
+            self.best_metric = ("val/regression_mse", "min")
         self.perceptual, self._vgg = self._resolve_perceptual(config)
         self._data: input_pipeline.MathArtData | None = None
         self._grid: dict[str, Any] | None = None
-        self._generator = None
-        self._mean_generator = None
+        self._generators: dict[bool, Any] = {}
 
     # ---- data ------------------------------------------------------------------------------
     @staticmethod
@@ -219,6 +226,8 @@ class MathArtTask(Task):
                 variables, formula, x0.shape, method=MathArtDenoiser.regression_mean
             )
             terms["regression_mse"] = jnp.mean((mean - x0) ** 2, axis=(1, 2, 3))
+            if c.model.regression_only:
+                return self._mean_only_terms(terms, family_logits, batch)
             # Diffusion on the residual: its loss does not pull the mean (trained by MSE
             # alone, as a separate network would be), and the denoiser sees the mean.
             mean = jax.lax.stop_gradient(mean)
@@ -256,14 +265,7 @@ class MathArtTask(Task):
             if c.loss.colour_weight > 0
             else zero
         )
-        if family_logits is not None:
-            labels = batch["family"]
-            known = labels >= 0
-            ce = losses.family_cross_entropy(family_logits, jnp.maximum(labels, 0))
-            terms["family_ce"] = jnp.where(known, ce, 0.0)
-            terms["family_accuracy"] = jnp.where(
-                known, (family_logits.argmax(-1) == labels).astype(jnp.float32), 0.0
-            )
+        terms.update(self._family_terms(family_logits, batch))
         w = c.loss
         mse = (
             terms["mse"]
@@ -277,6 +279,31 @@ class MathArtTask(Task):
             + w.colour_weight * terms["colour"]
             + (w.family_weight * terms["family_ce"] if "family_ce" in terms else 0.0)
             + (w.regression_weight * terms["regression_mse"] if c.model.regression else 0.0)
+        )
+        return terms
+
+    @staticmethod
+    def _family_terms(family_logits, batch) -> dict[str, jax.Array]:
+        """The family head's cross-entropy and accuracy (rows of unknown family count 0)."""
+        if family_logits is None:
+            return {}
+        labels = batch["family"]
+        known = labels >= 0
+        ce = losses.family_cross_entropy(family_logits, jnp.maximum(labels, 0))
+        return {
+            "family_ce": jnp.where(known, ce, 0.0),
+            "family_accuracy": jnp.where(
+                known, (family_logits.argmax(-1) == labels).astype(jnp.float32), 0.0
+            ),
+        }
+
+    def _mean_only_terms(self, terms, family_logits, batch) -> dict[str, jax.Array]:
+        """model.regression_only: the regression MSE (+ the family head) is the whole loss;
+        the denoiser's terms are absent, not zero, so no log shows a loss that was not run."""
+        terms.update(self._family_terms(family_logits, batch))
+        w = self.config.loss
+        terms["loss"] = w.regression_weight * terms["regression_mse"] + (
+            w.family_weight * terms["family_ce"] if "family_ce" in terms else 0.0
         )
         return terms
 
@@ -294,7 +321,8 @@ class MathArtTask(Task):
             )
         terms = self._terms(params, ctx.extras, batch, t, noise, drop, style_drop, self_cond)
         metrics = {k: jnp.mean(v) for k, v in terms.items()}
-        metrics[f"perceptual_{self.perceptual}"] = metrics.pop("perceptual")
+        if "perceptual" in metrics:  # named by the perceptual loss that ran
+            metrics[f"perceptual_{self.perceptual}"] = metrics.pop("perceptual")
         return metrics["loss"], (metrics, ctx.extras)
 
     def eval_step(self, params, batch, ctx: StepContext) -> clu_metrics.Collection:
@@ -348,31 +376,13 @@ class MathArtTask(Task):
         return params
 
     def generator(self, mean_only: bool = False):
-        """The run's sampler (config.sample); ``mean_only``: the regression mean alone."""
-        if mean_only:
-            if self._mean_generator is None:
-                self._mean_generator = build_generator(
-                    self.model,
-                    self.schedule,
-                    image_size=self.config.data.image_size,
-                    num_steps=1,
-                    mean_only=True,
-                )
-            return self._mean_generator
-        if self._generator is None:
-            s = self.config.sample
-            self._generator = build_generator(
-                self.model,
-                self.schedule,
-                image_size=self.config.data.image_size,
-                num_steps=s.num_inference_steps,
-                method=s.sampler,
-                eta=s.eta,
-                prediction=self.config.diffusion.prediction,
-                clip_x0=s.clip_x0,
-                guidance_scale=s.guidance_scale,
+        """The run's sampler (config.sample); ``mean_only``: the regression mean alone (all a
+        model.regression_only run has)."""
+        if mean_only not in self._generators:
+            self._generators[mean_only] = generator_from_config(
+                self.model, self.config, mean_only=mean_only
             )
-        return self._generator
+        return self._generators[mean_only]
 
     def _grid_inputs(self) -> dict[str, Any]:
         """Fixed validation examples and their distractor renders, built once."""
@@ -408,7 +418,8 @@ class MathArtTask(Task):
         generated = to_uint8(images)
         truth = split.arrays["image"]
         scores = image_metrics.score(generated, truth, grid["candidates"])
-        if self.config.model.regression:  # how much of it the regression mean alone draws
+        m = self.config.model
+        if m.regression and not m.regression_only:  # how much the regression mean alone draws
             means = to_uint8(
                 self.generator(mean_only=True)(
                     ctx.params, split.arrays["tokens"], split.arrays["style"], None

@@ -131,9 +131,11 @@ def forward_flops(config: ml_collections.ConfigDict) -> float:
                 flops += conv(2 * n, 3, c, c)  # Upsample: nearest resize, then a conv
         return flops
 
-    # x_t, plus the previous x0 estimate (self-conditioning) or the regression mean
+    # x_t, plus the previous x0 estimate (self-conditioning) or the regression mean; a
+    # regression_only run never runs the denoiser.
     second_input = config.diffusion.self_condition or m.regression
-    flops += unet(m.base_channels, 6 if second_input else 3, m.extra_skip_scales)
+    if not m.regression_only:
+        flops += unet(m.base_channels, 6 if second_input else 3, m.extra_skip_scales)
     if m.regression:  # the regression U-Net on the 3 coordinate channels
         flops += unet(m.regression_channels or m.base_channels, 3, ())
     return float(flops)

@@ -444,6 +444,15 @@ def test_regression_mean_is_trained_by_its_mse_alone_and_the_denoiser_sees_the_r
     assert float(jnp.abs(images - mean_only).max()) > 1e-3
     with pytest.raises(ValueError, match="mean_only needs a model with a regression mean"):
         build_generator(_model(), task.schedule, image_size=16, num_steps=2, mean_only=True)
+    # Temperature 0: DDIM at eta 0 from x_T = 0, the same image whatever the key.
+    cold = generator(guidance_scale=2.0, temperature=0.0)
+    first = cold(params, batch["tokens"], batch["style"], jax.random.key(0))
+    np.testing.assert_array_equal(
+        first, cold(params, batch["tokens"], batch["style"], jax.random.key(7))
+    )
+    assert float(jnp.abs(first - images).max()) > 1e-3
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        generator(temperature=-1.0)
 
 
 def test_regression_and_self_conditioning_together_are_refused():

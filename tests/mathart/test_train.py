@@ -293,3 +293,54 @@ def test_sampling_a_run_whose_checkpoint_is_damaged_is_one_line(smoke_run, tmp_p
         assert err[-1].startswith("error: ") and f"step {steps[-1]}" in err[-1]
         assert "KeyError" in err[-1] or "cannot be read" in err[-1]
     assert not out.exists()
+
+
+def test_two_stage_run_regression_mean_first_then_residual_diffusion(tmp_path):
+    """Stage 1 (``model.regression_only``) trains the regression mean alone through the real
+    loop: the loss is regression_weight x its MSE, the denoiser never runs (its params stay at
+    their initialisation), the best checkpoint is picked by val/regression_mse, and the run's
+    samples are the mean. Stage 2 starts the whole model from it with ``config.init_from``."""
+    config = _smoke_config(tmp_path)
+    config.model.regression, config.model.regression_only = True, True
+    config.model.regression_channels = 8
+    config.max_steps, config.eval_every_steps, config.checkpoint_every_steps = 4, 2, 2
+    stage1 = str(tmp_path / "stage1")
+    result = train_and_evaluate(MathArtTask, config, stage1)
+    assert result.status == "completed"
+    rows = _metrics(stage1)
+    keys = set().union(*rows)
+    assert {"train/loss", "train/regression_mse", "val/regression_mse"} <= keys
+    assert not {"train/mse", "val/mse", "val/x0_mse"} & keys  # nothing the step did not run
+    logged = [r for r in rows if "train/loss" in r]
+    for r in logged:
+        assert r["train/loss"] == pytest.approx(
+            config.loss.regression_weight * r["train/regression_mse"], rel=1e-6
+        )
+    best = min(
+        (r for r in rows if "val/regression_mse" in r), key=lambda r: r["val/regression_mse"]
+    )
+    assert result.best_step == best["step"]
+    first = load_run(stage1, which="2")
+    trained = load_run(stage1, which="latest")
+    jax.tree.map(np.testing.assert_array_equal, first.params["unet"], trained.params["unet"])
+    changed = jax.tree.map(
+        lambda a, b: bool(np.any(a != b)), first.params["mean_unet"], trained.params["mean_unet"]
+    )
+    assert all(jax.tree.leaves(changed))
+
+    out = str(tmp_path / "eval.json")
+    args = ["--workdir", stage1, "--split", "val", "--num", "8", "--k", "4", "--out", out]
+    assert evaluate.main([*args, "--diversity-formulas", "0"]) == 0
+    with open(out) as f:
+        assert json.load(f)["sampler"] == "the regression mean alone"
+
+    config.model.regression_only = False
+    config.init_from = stage1
+    config.learning_rate = 0.0  # the second stage starts exactly where the first ended
+    config.max_steps = 1
+    config.sample.every_epochs = 0
+    stage2 = str(tmp_path / "stage2")
+    assert train_and_evaluate(MathArtTask, config, stage2).status == "completed"
+    carried = load_run(stage2, which="latest")
+    jax.tree.map(np.testing.assert_array_equal, carried.params, trained.params)
+    assert "train/mse" in set().union(*_metrics(stage2))
