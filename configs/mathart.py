@@ -104,6 +104,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # cheap first stage of a two-stage run, whose second stage starts from it with
     # --config.init_from=<this run> and model.regression=True. Measured: mathart/README.md.
     c.model.regression_only = False
+    # Scale/shift of the U-Nets' output norm by the time(+formula, style) embedding: without it
+    # the norm (one or two channels per group at 32-64 channels) removes each image's mean
+    # colour, which then cannot depend on the formula or style. Off in the profiles measured
+    # before it existed, so their runs keep loading.
+    c.model.output_modulation = False
     c.model.remat = False  # gradient checkpointing (nn.remat) of every ResBlock/attention block
 
     # --- diffusion (mathart.diffusion)

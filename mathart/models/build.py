@@ -48,6 +48,7 @@ def build_model(
         full_res_channels=m.full_res_channels,
         regression=m.regression,
         regression_channels=m.regression_channels,
+        output_modulation=m.output_modulation,
         dtype=compute_dtype(config) if dtype is None else dtype,
     )
 

@@ -106,6 +106,7 @@ class MathArtDenoiser(nn.Module):
     full_res_channels: int = 0  # width of the U-Net's full-resolution refinement (0: none)
     regression: bool = False  # a regression U-Net draws the mean; diffusion on the residual
     regression_channels: int = 0  # base channels of the regression U-Net (0: base_channels)
+    output_modulation: bool = False  # the U-Nets' output norm scaled/shifted by the condition
     dtype: Dtype = jnp.float32
 
     def setup(self):
@@ -137,6 +138,7 @@ class MathArtDenoiser(nn.Module):
             norm_groups=self.norm_groups,
             remat=self.remat,
             full_res_channels=self.full_res_channels,
+            output_modulation=self.output_modulation,
             dtype=self.dtype,
         )
         self.unet = ConditionalUNet(

@@ -193,6 +193,8 @@ class ConditionalUNet(nn.Module):
     remat: bool = False
     self_condition: bool = False
     full_res_channels: int = 0  # > 0 (patch_size > 1): add a full-resolution refinement
+    # Scale/shift the output norm by the time(+formula) embedding (DiT's adaLN final layer).
+    output_modulation: bool = False
     dtype: Dtype = jnp.float32
 
     def _check_config(self, height: int, width: int) -> list[int]:
@@ -302,6 +304,20 @@ class ConditionalUNet(nn.Module):
                 h = Upsample(self.dtype, name=f"up{level}_sample")(h)
 
         h = nn.GroupNorm(group_count(h.shape[-1], groups), dtype=self.dtype, name="norm_out")(h)
+        if self.output_modulation:
+            # The output norm removes each group's mean over the image: with one or two
+            # channels per group (32 groups of a 32-64 channel top level) no global colour or
+            # brightness survives it, and the image's mean colour would be the same constant
+            # for every formula and style. A scale/shift from the embedding puts it back
+            # (zero-initialised: the block starts as the plain norm).
+            mod = nn.Dense(
+                2 * h.shape[-1],
+                kernel_init=nn.initializers.zeros,
+                dtype=self.dtype,
+                name="out_modulation",
+            )(nn.silu(temb))
+            scale, shift = jnp.split(mod[:, None, None, :], 2, axis=-1)
+            h = h * (1 + scale) + shift
         h = nn.silu(h)
         out = zero_conv(3 * self.patch_size**2, 3, self.dtype, "conv_out")(h)
         if self.patch_size > 1:

@@ -461,3 +461,27 @@ def test_regression_and_self_conditioning_together_are_refused():
         _model(regression=True, self_condition=True, **ONE_LEVEL).init(
             jax.random.key(0), x, t, tokens, mask, style
         )
+
+
+def test_output_modulation_starts_as_the_plain_norm_and_then_moves_the_image_mean():
+    """``output_modulation``: zero-initialised, so a model with it is the model without it
+    (same other params, exactly); with weights it changes the output."""
+    x, t, tokens, mask, style = _inputs()
+    kw = dict(base_channels=16, norm_groups=16, **ONE_LEVEL)
+    plain, modulated = _model(**kw), _model(output_modulation=True, **kw)
+    v = modulated.init(jax.random.key(0), x, t, tokens, mask, style)
+    out_mod = v["params"]["unet"]["out_modulation"]
+    assert not np.any(out_mod["kernel"]) and not np.any(out_mod["bias"])
+    base = _perturb({"params": {k: p for k, p in v["params"].items()}}, seed=3)
+    without = {"params": dict(base["params"])}
+    without["params"]["unet"] = {
+        k: p for k, p in base["params"]["unet"].items() if k != "out_modulation"
+    }
+    with_zero = {"params": dict(base["params"])}
+    with_zero["params"]["unet"] = {**base["params"]["unet"], "out_modulation": out_mod}
+    np.testing.assert_array_equal(
+        plain.apply(without, x, t, tokens, mask, style)[0],
+        modulated.apply(with_zero, x, t, tokens, mask, style)[0],
+    )
+    moved = modulated.apply(base, x, t, tokens, mask, style)[0]
+    assert float(jnp.abs(moved - plain.apply(without, x, t, tokens, mask, style)[0]).max()) > 1e-3
