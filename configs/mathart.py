@@ -130,6 +130,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.loss.math_weight = 0.2
     c.loss.colour_weight = 0.1
     c.loss.regression_weight = 1.0  # MSE of the regression mean (with model.regression)
+    # > 0: the regression mean's MSE on 1/2, 1/4, ... average-pooled copies is added (that many
+    # levels; mathart.losses.pyramid_mse), so a curve drawn near its place is pulled onto it.
+    c.loss.regression_pyramid_levels = 0
     c.loss.family_weight = 0.1  # family-classification head on the formula encoder (0 = off)
     c.loss.perceptual = "auto"  # "auto" (vgg16 if vgg_weights else structural) | explicit
     c.loss.vgg_weights = ""  # path to the published VGG16 weights (.h5 / .npz), optional

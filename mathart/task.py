@@ -226,6 +226,10 @@ class MathArtTask(Task):
                 variables, formula, x0.shape, method=MathArtDenoiser.regression_mean
             )
             terms["regression_mse"] = jnp.mean((mean - x0) ** 2, axis=(1, 2, 3))
+            if c.loss.regression_pyramid_levels > 0:
+                terms["regression_pyramid"] = losses.pyramid_mse(
+                    mean, x0, c.loss.regression_pyramid_levels
+                )
             if c.model.regression_only:
                 return self._mean_only_terms(terms, family_logits, batch)
             # Diffusion on the residual: its loss does not pull the mean (trained by MSE
@@ -278,7 +282,7 @@ class MathArtTask(Task):
             + w.math_weight * terms["math"]
             + w.colour_weight * terms["colour"]
             + (w.family_weight * terms["family_ce"] if "family_ce" in terms else 0.0)
-            + (w.regression_weight * terms["regression_mse"] if c.model.regression else 0.0)
+            + (w.regression_weight * self._regression_error(terms) if c.model.regression else 0.0)
         )
         return terms
 
@@ -297,12 +301,17 @@ class MathArtTask(Task):
             ),
         }
 
+    @staticmethod
+    def _regression_error(terms) -> jax.Array:
+        """What trains the regression mean: its MSE, plus the pooled levels' when configured."""
+        return terms["regression_mse"] + terms.get("regression_pyramid", 0.0)
+
     def _mean_only_terms(self, terms, family_logits, batch) -> dict[str, jax.Array]:
         """model.regression_only: the regression MSE (+ the family head) is the whole loss;
         the denoiser's terms are absent, not zero, so no log shows a loss that was not run."""
         terms.update(self._family_terms(family_logits, batch))
         w = self.config.loss
-        terms["loss"] = w.regression_weight * terms["regression_mse"] + (
+        terms["loss"] = w.regression_weight * self._regression_error(terms) + (
             w.family_weight * terms["family_ce"] if "family_ce" in terms else 0.0
         )
         return terms

@@ -83,6 +83,24 @@ def _image_from_pixels(pixels):
     return np.tile(pixels, (reps, 1)).reshape(S, S, 3)
 
 
+def test_pyramid_mse_is_the_pooled_mse_and_sees_a_curve_near_its_place():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 8, 8, 3)), rng.normal(size=(2, 8, 8, 3))
+    pool = lambda x, k: x.reshape(2, 8 // k, k, 8 // k, k, 3).mean((2, 4))
+    expected = sum(((pool(a, k) - pool(b, k)) ** 2).mean((1, 2, 3)) for k in (2, 4))
+    got = losses.pyramid_mse(jnp.asarray(a), jnp.asarray(b), levels=2)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert float(losses.pyramid_mse(jnp.asarray(a), jnp.asarray(b), levels=0)[0]) == 0.0
+    # A one-pixel vertical line at column 2: drawn at column 3 it costs the plain MSE twice
+    # what a blank image costs; the pooled levels rank near above absent.
+    line = lambda col: jnp.zeros((1, 8, 8, 3)).at[:, :, col].set(1.0)
+    blank, near = jnp.zeros((1, 8, 8, 3)), line(3)
+    mse = lambda x: float(jnp.mean((x - line(2)) ** 2))
+    assert mse(near) == pytest.approx(2 * mse(blank))
+    pyr = lambda x: float(losses.pyramid_mse(x, line(2), levels=2)[0])
+    assert pyr(near) < pyr(blank)
+
+
 def test_hue_statistic_wraps_at_360_degrees():
     wrap = _image_from_pixels(_hsv_pixels([350, 10]))
     red = _image_from_pixels(_hsv_pixels([0]))
