@@ -114,14 +114,16 @@ def generator_from_config(
     guidance_scale: float | None = None,
     temperature: float | None = None,
     mean_only: bool = False,
+    schedule: diffusion.Schedule | None = None,
 ) -> Generator:
     """`build_generator` as a run's ``config.sample`` describes it; the arguments given (a
     tool's flags) override their config value. A ``model.regression_only`` run has no trained
-    denoiser: its generator is the regression mean."""
+    denoiser: its generator is the regression mean. ``schedule``: the run's noise schedule
+    when the caller holds it (built here otherwise, which must not happen inside a trace)."""
     s = config.sample
     return build_generator(
         model,
-        diffusion.cosine_schedule(config.diffusion.timesteps),
+        schedule or diffusion.cosine_schedule(config.diffusion.timesteps),
         image_size=config.data.image_size,
         num_steps=num_steps or s.num_inference_steps,
         method=method or s.sampler,

@@ -389,7 +389,7 @@ class MathArtTask(Task):
         model.regression_only run has)."""
         if mean_only not in self._generators:
             self._generators[mean_only] = generator_from_config(
-                self.model, self.config, mean_only=mean_only
+                self.model, self.config, mean_only=mean_only, schedule=self.schedule
             )
         return self._generators[mean_only]
 
