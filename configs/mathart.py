@@ -70,6 +70,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # "whole": one piece per distinct number; "digits": numbers spelled digit by digit, so an
     # unseen value is made of known pieces (raise model.max_formula_tokens to 80 for the
     # procedural formulas). Measured on tiny32_cpu, whole is not worse: mathart/README.md.
+    # "shared": every number is the one piece <num>; its value reaches the encoder only through
+    # model.number_features (which it needs).
     c.data.number_tokens = "whole"
 
     # --- model (mathart.models): formula encoder (seed flag names) + U-Net
@@ -110,6 +112,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # the regression mean: lower MSE, same recognition (mathart/README.md). Off, so runs made
     # before it existed keep loading.
     c.model.output_modulation = False
+    # > 0: the formula encoder also reads each number's value, as Fourier features at this many
+    # periods (1/16 ... 2^(n-5)) added to the number's token embedding (mathart.models.encoder),
+    # so 2.6 and 2.65 are neighbours and an unseen value is not a stranger. 0: ids only, as
+    # runs made before it. Measured: mathart/README.md.
+    c.model.number_features = 0
     c.model.remat = False  # gradient checkpointing (nn.remat) of every ResBlock/attention block
 
     # --- diffusion (mathart.diffusion)

@@ -14,7 +14,7 @@ from mathart import diffusion
 from mathart.input_pipeline import Split
 from mathart.models import MathArtDenoiser, concat_conditions
 
-Generator = Callable[[object, jax.Array, jax.Array, jax.Array], jax.Array]
+Generator = Callable[..., jax.Array]  # (params, tokens, style, rng, numbers=None) -> images
 
 
 def build_generator(
@@ -31,8 +31,9 @@ def build_generator(
     temperature: float = 1.0,
     mean_only: bool = False,
 ) -> Generator:
-    """Returns jitted ``generate(params, tokens [B,L] int32, style [B,S] f32, rng)`` ->
-    float32 [B, R, R, 3] in [-1, 1].
+    """Returns jitted ``generate(params, tokens [B,L] int32, style [B,S] f32, rng, numbers
+    [B,L] f32 | None)`` -> float32 [B, R, R, 3] in [-1, 1] (``numbers``: the tokens' number
+    values, `Tokenizer.numbers_batch`, needed by a model with ``number_features``).
 
     Classifier-free guidance runs the conditional and the null-formula condition (same style) as
     one batch of 2B per step; ``guidance_scale == 1`` skips the null half. A self-conditioned
@@ -52,11 +53,11 @@ def build_generator(
     T = schedule.num_timesteps
 
     @jax.jit
-    def generate(params, tokens, style, rng):
+    def generate(params, tokens, style, rng, numbers=None):
         variables = {"params": params}
         mask = tokens != 0
         cond, uncond = model.apply(
-            variables, tokens, mask, style, method=MathArtDenoiser.conditions
+            variables, tokens, mask, style, numbers, method=MathArtDenoiser.conditions
         )
         shape = (tokens.shape[0], image_size, image_size, 3)
         mean = None
@@ -177,6 +178,7 @@ def generate_all(generate: Generator, params, split: Split, batch: int, rng) -> 
             split.arrays["tokens"][idx],
             split.arrays["style"][idx],
             jax.random.fold_in(rng, i),
+            split.arrays["numbers"][idx],
         )
         out.append(to_uint8(images)[:real])
     return np.concatenate(out)

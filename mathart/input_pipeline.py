@@ -10,7 +10,8 @@ Sources (``config.data.source``):
   training lines is held out). Lines may carry a formula or a free-text prompt.
 
 What a model batch holds (numeric only, so it can be placed on device):
-``image`` uint8 [B, R, R, 3], ``tokens`` int32 [B, L] (0 = padding), ``family`` int32 [B]
+``image`` uint8 [B, R, R, 3], ``tokens`` int32 [B, L] (0 = padding), ``numbers`` float32
+[B, L] (each token's number value, NaN where it is not a number), ``family`` int32 [B]
 (-1 unknown), ``style`` float32 [B, STYLE_DIM] (`style_features`; zeros = unknown style).
 Formula strings and style seeds stay on the host in `Split` for sample grids and evaluation.
 
@@ -33,7 +34,7 @@ from mathart.formula import Tokenizer
 from mathart.render import Style
 
 STYLE_DIM = 32
-MODEL_KEYS = ("image", "tokens", "family", "style")
+MODEL_KEYS = ("image", "tokens", "numbers", "family", "style")
 _LUT_POINTS = 8  # palette samples in the style vector
 
 
@@ -109,6 +110,7 @@ def encode_split(raw: dict[str, np.ndarray], tokenizer: Tokenizer, max_len: int)
     arrays = {
         "image": np.asarray(raw["image"], np.uint8),
         "tokens": tokens.astype(np.int32),
+        "numbers": tokenizer.numbers_batch(formulas, max_len),
         "family": np.asarray(raw["family"], np.int32),
         "style": style_features(seeds),
     }

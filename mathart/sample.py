@@ -88,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         seeds = np.full((args.n,), args.style_seed, np.int32)
     else:
         seeds = np.arange(args.n, dtype=np.int32)
-    tokens = np.stack([tokenizer.encode(formula.text, config.model.max_formula_tokens)] * args.n)
+    max_len = config.model.max_formula_tokens
+    tokens = np.stack([tokenizer.encode(formula.text, max_len)] * args.n)
+    numbers = np.stack([tokenizer.numbers_of(formula.text, max_len)] * args.n)
     images = to_uint8(
-        generate(run.eval_params, tokens, style_features(seeds), jax.random.key(args.seed))
+        generate(run.eval_params, tokens, style_features(seeds), jax.random.key(args.seed), numbers)
     )
     rows = [images]
     if args.style != "none":

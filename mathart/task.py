@@ -103,6 +103,12 @@ class MathArtTask(Task):
                 f"config.loss.colour_mode '{config.loss.colour_mode}' unknown; choose one of: "
                 f"{', '.join(losses.COLOUR_MODES)}"
             )
+        if config.data.number_tokens == "shared" and config.model.number_features <= 0:
+            raise ValueError(
+                "config.data.number_tokens='shared' writes every number as the one piece <num>, "
+                "so the model needs its value: set config.model.number_features (e.g. 10) or "
+                "use number_tokens='whole'"
+            )
         if config.model.regression_only:
             if not config.model.regression:
                 raise ValueError(
@@ -163,9 +169,13 @@ class MathArtTask(Task):
         r, length = self.config.data.image_size, self.config.model.max_formula_tokens
         tokens = rng.integers(4, 200, (global_batch_size, length)).astype(np.int32)
         tokens[:, length // 2 :] = 0
+        numbers = np.where(
+            rng.random(tokens.shape) < 0.2, rng.uniform(-5, 5, tokens.shape), np.nan
+        ).astype(np.float32)
         return {
             "image": rng.integers(0, 256, (global_batch_size, r, r, 3)).astype(np.uint8),
             "tokens": tokens,
+            "numbers": numbers,
             "family": rng.integers(0, max(self.num_families, 1), global_batch_size).astype(
                 np.int32
             ),
@@ -178,7 +188,15 @@ class MathArtTask(Task):
         t_frac = jnp.ones((x.shape[0],), jnp.float32)
         tokens = jnp.asarray(batch["tokens"])
         variables = dict(
-            self.model.init(rng, x, t_frac, tokens, tokens != 0, jnp.asarray(batch["style"]))
+            self.model.init(
+                rng,
+                x,
+                t_frac,
+                tokens,
+                tokens != 0,
+                jnp.asarray(batch["style"]),
+                numbers=jnp.asarray(batch["numbers"]),
+            )
         )
         if self._vgg is not None:  # frozen: an extras collection, never in the optimiser
             variables["vgg"] = self._vgg[0]["params"]
@@ -218,7 +236,13 @@ class MathArtTask(Task):
         variables = {"params": params}
         # The formula is encoded once; only the U-Net runs twice with self-conditioning.
         cond, formula, family_logits = self.model.apply(
-            variables, tokens, tokens != 0, style, drop, method=MathArtDenoiser.training_conditions
+            variables,
+            tokens,
+            tokens != 0,
+            style,
+            drop,
+            batch["numbers"],
+            method=MathArtDenoiser.training_conditions,
         )
         terms = {}
         if c.model.regression:
@@ -423,6 +447,7 @@ class MathArtTask(Task):
             split.arrays["tokens"],
             split.arrays["style"],
             jax.random.key(self.config.sample.seed),
+            split.arrays["numbers"],
         )
         generated = to_uint8(images)
         truth = split.arrays["image"]
@@ -431,7 +456,11 @@ class MathArtTask(Task):
         if m.regression and not m.regression_only:  # how much the regression mean alone draws
             means = to_uint8(
                 self.generator(mean_only=True)(
-                    ctx.params, split.arrays["tokens"], split.arrays["style"], None
+                    ctx.params,
+                    split.arrays["tokens"],
+                    split.arrays["style"],
+                    None,
+                    split.arrays["numbers"],
                 )
             )
             mean_scores = image_metrics.score(means, truth, grid["candidates"])
@@ -449,11 +478,14 @@ class MathArtTask(Task):
 
     def predict(self, params, extras, batch, rng) -> dict:
         """{"tokens": int32 [B, max_formula_tokens] (the run's tokenizer,
-        `tokenizer_from_meta(run.meta).encode(text, ...)`), "style": [B, STYLE_DIM]
-        (`input_pipeline.style_features(seeds)`, -1 = no style)} -> {"image": uint8
-        [B, R, R, 3]}: the run's sampler, steps and guidance (config.sample)."""
+        `tokenizer_from_meta(run.meta).encode(text, ...)`), "numbers": float32 [B,
+        max_formula_tokens] (`.numbers_of(text, ...)`; needed when model.number_features > 0),
+        "style": [B, STYLE_DIM] (`input_pipeline.style_features(seeds)`, -1 = no style)} ->
+        {"image": uint8 [B, R, R, 3]}: the run's sampler, steps and guidance (config.sample)."""
         del extras
-        images = self.generator()(params, batch["tokens"], batch["style"], rng)
+        images = self.generator()(
+            params, batch["tokens"], batch["style"], rng, batch.get("numbers")
+        )
         return {"image": jnp.round((jnp.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)}
 
     def summarize_eval(self, split: str, computed) -> EvalSummary:

@@ -7,12 +7,20 @@ JSONL loader) is split into words, punctuation and single spaces.
 
 Numbers (``numbers``): ``"digits"`` spells every number with its characters (``2.6`` ->
 ``2 . 6``), so the encoder sees every digit often and a number it never met in training is
-made of pieces it knows; ``"whole"`` keeps each number one piece (``2.6``). The 18,000
+made of pieces it knows; ``"whole"`` keeps each number one piece (``2.6``); ``"shared"``
+makes every number the one piece ``<num>``, so the model learns its value only from
+`Tokenizer.numbers` (below), the same way for a number it saw and one it never met. The 18,000
 procedural training formulas of the first runs hold ~1,400 distinct numbers, a third of them
 once: whole, each is its own embedding, unrelated to its neighbours' (2.6 and 2.65), and an
 unseen one falls back to a character spelling the model never trained on (3 % of the numbers
 in the first 200 test formulas are seen fewer than 5 times in training). Tokenizers saved
 before this option (format version 1) are whole.
+
+Number values (`Tokenizer.numbers`, any mode): float32 beside the ids, the value of the number
+each id spells (every digit of ``2.6`` carries 2.6) and NaN where the id is not part of a number.
+A minus sign stays its own piece (``-2`` is ``-`` then 2), as the formula language parses it. The
+formula encoder can read these values as continuous inputs (``model.number_features``), instead
+of learning what every number means from its embedding alone.
 
 Vocabulary (`Tokenizer.build`): the four specials, then a base that can spell anything in the
 formula language (printable ASCII and every whitelisted name), then the corpus's most frequent
@@ -27,6 +35,7 @@ Saved as plain JSON (`to_json` / `from_json`); never pickled.
 
 import collections
 import json
+import math
 import re
 import string
 from collections.abc import Iterable, Sequence
@@ -37,8 +46,9 @@ from mathart.formula import lexer, names
 from mathart.formula.errors import FormulaError
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
-NUMBER_MODES = ("digits", "whole")
+NUMBER_MODES = ("digits", "whole", "shared")
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
+NUM_PIECE = "<num>"  # every number, in the "shared" mode
 _FORMAT = "mathart.tokenizer"
 _WORDS = re.compile(r"\s+|\w+|[^\w\s]")
 
@@ -46,23 +56,32 @@ _WORDS = re.compile(r"\s+|\w+|[^\w\s]")
 def pieces(text: str, numbers: str = "whole") -> list[str]:
     """Pre-tokenisation: canonical formula tokens if `text` lexes as a formula, else words.
 
-    ``numbers="digits"`` splits each number into its characters (module docstring)."""
+    ``numbers="digits"`` splits each number into its characters, ``"shared"`` makes it
+    ``<num>`` (module docstring)."""
+    return [p for p, _ in _valued_pieces(text, numbers)]
+
+
+def _valued_pieces(text: str, numbers: str) -> list[tuple[str, float]]:
+    """`pieces` with the value of the number each piece belongs to (NaN: not a number)."""
     try:
-        out: list[str] = []
+        out: list[tuple[str, float]] = []
         for t in lexer.tokens_for(text):
-            if numbers == "digits" and t.kind == lexer.NUM:
-                out.extend(t.text)
+            if t.kind != lexer.NUM:
+                out.append((t.text, math.nan))
+            elif numbers == "digits":
+                out.extend((c, t.value) for c in t.text)
             else:
-                out.append(t.text)
+                out.append((NUM_PIECE if numbers == "shared" else t.text, t.value))
         return out
     except FormulaError:
-        return [" " if p.isspace() else p for p in _WORDS.findall(text)]
+        return [(" " if p.isspace() else p, math.nan) for p in _WORDS.findall(text)]
 
 
-def _base_vocab() -> list[str]:
+def _base_vocab(numbers: str = "whole") -> list[str]:
     chars = [c for c in string.printable if c not in "\t\n\r\x0b\x0c"]
     extra = sorted(set(names.ALL_NAMES) | {"<=", ">="}, key=lambda s: (len(s), s))
-    return [*SPECIALS, *chars, *[p for p in extra if p not in chars]]
+    shared = [NUM_PIECE] if numbers == "shared" else []
+    return [*SPECIALS, *shared, *chars, *[p for p in extra if p not in chars]]
 
 
 class Tokenizer:
@@ -80,6 +99,8 @@ class Tokenizer:
         if len(set(vocab)) != len(vocab):
             dupes = [p for p, n in collections.Counter(vocab).items() if n > 1][:5]
             raise ValueError(f"duplicate pieces in the vocabulary: {dupes}")
+        if numbers == "shared" and NUM_PIECE not in vocab:
+            raise ValueError(f"a 'shared' numbers vocabulary must hold the piece {NUM_PIECE}")
         self.vocab = vocab
         self.index = {p: i for i, p in enumerate(vocab)}
 
@@ -88,7 +109,7 @@ class Tokenizer:
         cls, corpus: Iterable[str], max_vocab: int = 5000, numbers: str = "whole"
     ) -> "Tokenizer":
         """Base vocabulary plus the most frequent corpus pieces, ``max_vocab`` ids in all."""
-        base = _base_vocab()
+        base = _base_vocab(numbers)
         if max_vocab < len(base):
             raise ValueError(
                 f"max_vocab={max_vocab} is smaller than the base vocabulary ({len(base)} "
@@ -116,13 +137,16 @@ class Tokenizer:
 
     def ids(self, text: str) -> list[int]:
         """Ids of `text` without specials or padding."""
-        out: list[int] = []
-        for p in pieces(text, self.numbers):
+        return [i for i, _ in self._valued_ids(text)]
+
+    def _valued_ids(self, text: str) -> list[tuple[int, float]]:
+        out: list[tuple[int, float]] = []
+        for p, value in _valued_pieces(text, self.numbers):
             i = self.index.get(p)
             if i is not None:
-                out.append(i)
+                out.append((i, value))
             else:  # character fallback
-                out.extend(self.index.get(c, UNK) for c in p)
+                out.extend((self.index.get(c, UNK), value) for c in p)
         return out
 
     def encode(self, text: str, max_len: int) -> np.ndarray:
@@ -140,6 +164,21 @@ class Tokenizer:
         """``int32 [N, max_len]``."""
         rows = [self.encode(str(t), max_len) for t in texts]
         return np.stack(rows) if rows else np.zeros((0, max_len), np.int32)
+
+    def numbers_of(self, text: str, max_len: int) -> np.ndarray:
+        """``float32 [max_len]`` aligned with `encode`: each id's number value, NaN elsewhere
+        (specials, padding, pieces that are not numbers)."""
+        if max_len < 3:
+            raise ValueError(f"max_len must be at least 3 (<bos>, one id, <eos>), got {max_len}")
+        body = [v for _, v in self._valued_ids(text)][: max_len - 2]
+        out = np.full((max_len,), np.nan, np.float32)
+        out[1 : 1 + len(body)] = body
+        return out
+
+    def numbers_batch(self, texts: Iterable[str], max_len: int) -> np.ndarray:
+        """``float32 [N, max_len]``, `numbers_of` each text."""
+        rows = [self.numbers_of(str(t), max_len) for t in texts]
+        return np.stack(rows) if rows else np.zeros((0, max_len), np.float32)
 
     def decode(self, ids: Iterable[int]) -> str:
         """Ids -> text; specials are dropped, formulas come back in canonical spelling."""

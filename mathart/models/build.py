@@ -49,6 +49,7 @@ def build_model(
         regression=m.regression,
         regression_channels=m.regression_channels,
         output_modulation=m.output_modulation,
+        number_features=m.number_features,
         dtype=compute_dtype(config) if dtype is None else dtype,
     )
 

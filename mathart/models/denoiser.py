@@ -107,6 +107,7 @@ class MathArtDenoiser(nn.Module):
     regression: bool = False  # a regression U-Net draws the mean; diffusion on the residual
     regression_channels: int = 0  # base channels of the regression U-Net (0: base_channels)
     output_modulation: bool = False  # the U-Nets' output norm scaled/shifted by the condition
+    number_features: int = 0  # > 0: the encoder reads number values (Fourier features)
     dtype: Dtype = jnp.float32
 
     def setup(self):
@@ -124,6 +125,7 @@ class MathArtDenoiser(nn.Module):
             num_heads=self.encoder_heads,
             mlp_dim=self.encoder_mlp_dim,
             remat=self.remat,
+            number_features=self.number_features,
             dtype=self.dtype,
         )
         # The denoiser and the regression U-Net share their shape; only width and inputs differ.
@@ -161,8 +163,10 @@ class MathArtDenoiser(nn.Module):
             self.style_in = nn.Dense(self.encoder_width, name="style_in")
             self.style_out = nn.Dense(self.encoder_width, name="style_out")
 
-    def encode(self, token_ids: jax.Array, token_mask: jax.Array) -> Condition:
-        tokens, pooled = self.encoder(token_ids, token_mask)
+    def encode(
+        self, token_ids: jax.Array, token_mask: jax.Array, numbers: jax.Array | None = None
+    ) -> Condition:
+        tokens, pooled = self.encoder(token_ids, token_mask, numbers)
         return Condition(tokens=tokens, mask=token_mask.astype(bool), pooled=pooled)
 
     def null_condition(self, like: Condition) -> Condition:
@@ -191,11 +195,15 @@ class MathArtDenoiser(nn.Module):
         )
 
     def conditions(
-        self, token_ids: jax.Array, token_mask: jax.Array, style: jax.Array | None
+        self,
+        token_ids: jax.Array,
+        token_mask: jax.Array,
+        style: jax.Array | None,
+        numbers: jax.Array | None = None,
     ) -> tuple[Condition, Condition]:
         """(formula + style, null formula + same style): the pair classifier-free guidance
         contrasts, so guidance strengthens the formula and leaves the style alone."""
-        formula = self.encode(token_ids, token_mask)
+        formula = self.encode(token_ids, token_mask, numbers)
         null = self.null_condition(formula)
         return self.with_style(formula, style), self.with_style(null, style)
 
@@ -231,11 +239,12 @@ class MathArtDenoiser(nn.Module):
         token_mask: jax.Array,
         style: jax.Array | None = None,
         drop: jax.Array | None = None,
+        numbers: jax.Array | None = None,
     ) -> tuple[Condition, Condition, jax.Array | None]:
         """(denoiser condition, whole formula, family logits) of training rows: rows with
         ``drop`` True get the null formula in the first; the second has no row dropped (the
         regression U-Net's). Computed once per step even when the U-Net runs twice."""
-        formula = self.encode(token_ids, token_mask)
+        formula = self.encode(token_ids, token_mask, numbers)
         logits = self.family_logits(formula)
         cond = formula
         if drop is not None:
@@ -251,8 +260,11 @@ class MathArtDenoiser(nn.Module):
         style: jax.Array | None = None,
         drop: jax.Array | None = None,
         x0_prev: jax.Array | None = None,
+        numbers: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
-        cond, formula, logits = self.training_conditions(token_ids, token_mask, style, drop)
+        cond, formula, logits = self.training_conditions(
+            token_ids, token_mask, style, drop, numbers
+        )
         if self.regression and x0_prev is None:  # the denoiser's second input is the mean
             x0_prev = self.regression_mean(formula, x_t.shape)
         return self.denoise(x_t, t_frac, cond, x0_prev), logits

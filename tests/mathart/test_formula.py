@@ -296,6 +296,40 @@ def test_tokenizer_spells_numbers_with_digits_so_unseen_values_use_known_pieces(
         Tokenizer.build(CORPUS, numbers="decimal")
 
 
+def test_number_values_sit_beside_the_ids_that_spell_them_in_every_mode():
+    nan = np.nan
+    text = "r = 1 + 2.65*sin(theta) - 7.5"  # 7.5 never seen: whole falls back to characters
+    expected = {
+        # <bos> r = 1 + 2.65 * sin ( theta ) - [7 . 5] <eos> pad
+        "whole": [nan, nan, nan, 1, nan, 2.65, *[nan] * 6, 7.5, 7.5, 7.5, nan, nan],
+        "digits": [nan, nan, nan, 1, nan, *[2.65] * 4, *[nan] * 6, 7.5, 7.5, 7.5, nan],
+        "shared": [nan, nan, nan, 1, nan, 2.65, *[nan] * 6, 7.5, nan, nan, nan, nan],
+    }
+    for mode, values in expected.items():
+        tok = Tokenizer.build(["r = 1 + 2.65*sin(theta)"], max_vocab=5000, numbers=mode)
+        got = tok.numbers_of(text, len(values))
+        assert got.dtype == np.float32 and got.shape == tok.encode(text, len(values)).shape
+        np.testing.assert_array_equal(got, np.asarray(values, np.float32), err_msg=mode)
+        # Truncated where `encode` truncates: the last kept id keeps its value, <eos> has none.
+        short, ids = tok.numbers_of(text, 5), tok.encode(text, 5)
+        np.testing.assert_array_equal(short, np.asarray([nan, nan, nan, 1, nan], np.float32))
+        assert ids[-1] == EOS
+        batch = tok.numbers_batch([text, "a red rose"], 20)
+        assert batch.shape == (2, 20) and np.isnan(batch[1]).all()  # a caption has no numbers
+    # Shared: every number is the one piece <num>, so formulas that differ only in their
+    # numbers have the same ids and differ only in their values.
+    tok = Tokenizer.build(CORPUS, max_vocab=5000, numbers="shared")
+    a, b = "x^2 + y^2 = 9", "x^2 + y^2 = 2.25"
+    assert (tok.encode(a, 16) == tok.encode(b, 16)).all()
+    assert tok.vocab.count("<num>") == 1 and tok.vocab[tok.encode(a, 16)[9]] == "<num>"
+    assert tok.numbers_of(a, 16)[9] == 9 and tok.numbers_of(b, 16)[9] == 2.25
+    assert Tokenizer.from_json(tok.to_json()) == tok
+    with pytest.raises(ValueError, match="<num>"):
+        Tokenizer(Tokenizer.build(CORPUS, 5000).vocab, numbers="shared")
+    # The other modes' vocabularies are what they were before the shared mode existed.
+    assert "<num>" not in Tokenizer.build(CORPUS, 5000).vocab
+
+
 # ---- property-based round trips (hypothesis) -----------------------------------------------------
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -485,3 +485,46 @@ def test_output_modulation_starts_as_the_plain_norm_and_then_moves_the_image_mea
     )
     moved = modulated.apply(base, x, t, tokens, mask, style)[0]
     assert float(jnp.abs(moved - plain.apply(without, x, t, tokens, mask, style)[0]).max()) > 1e-3
+
+
+def test_number_features_are_exact_and_zero_where_there_is_no_number():
+    from mathart.models.encoder import number_features
+
+    got = np.asarray(number_features(jnp.array([[0.5, jnp.nan, -3.0]]), 3))
+    assert got.shape == (1, 3, 2 * 3 + 2)
+    periods = np.array([1 / 16, 1 / 8, 1 / 4])
+    for v, row in ((0.5, got[0, 0]), (-3.0, got[0, 2])):
+        angles = 2 * np.pi * v / periods
+        want = [1.0, np.sign(v) * np.log1p(abs(v)), *np.sin(angles), *np.cos(angles)]
+        np.testing.assert_allclose(row, want, atol=2e-6)
+    np.testing.assert_array_equal(got[0, 1], 0.0)
+
+
+def test_encoder_reads_number_values_and_is_the_plain_encoder_without_numbers():
+    from mathart.models.encoder import FormulaEncoder
+
+    kw = dict(vocab_size=50, max_len=L, width=32, num_layers=1, num_heads=4, mlp_dim=64)
+    plain, valued = FormulaEncoder(**kw), FormulaEncoder(number_features=4, **kw)
+    _, _, tokens, mask, _ = _inputs()
+    none = jnp.full(tokens.shape, jnp.nan)
+    numbers = none.at[0, 1].set(2.6).at[1, 3].set(-0.5)
+    params = valued.init(jax.random.key(0), tokens, mask, numbers)["params"]
+    apply = jax.jit(valued.apply)
+    # No number in the text: exactly the encoder without the option (same params otherwise).
+    without = {k: v for k, v in params.items() if k != "number_in"}
+    for a, b in zip(
+        apply({"params": params}, tokens, mask, none),
+        plain.apply({"params": without}, tokens, mask),
+    ):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # The value, not only the id, changes the encoding: 2.6 vs 2.65 at the same token.
+    base, _ = apply({"params": params}, tokens, mask, numbers)
+    moved, _ = apply({"params": params}, tokens, mask, numbers.at[0, 1].set(2.65))
+    assert float(jnp.abs(moved[0] - base[0]).max()) > 1e-4
+    np.testing.assert_allclose(moved[1], base[1], atol=1e-6)  # other rows untouched
+    # NaN marks "no number" without leaking NaN into the gradient.
+    grads = jax.grad(lambda p: apply({"params": p}, tokens, mask, numbers)[1].sum())(params)
+    assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
+    assert float(jnp.abs(grads["number_in"]["kernel"]).sum()) > 0
+    with pytest.raises(ValueError, match="number_features=4"):
+        valued.apply({"params": params}, tokens, mask)

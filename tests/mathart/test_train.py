@@ -75,6 +75,10 @@ def smoke_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("mathart_smoke")
     config = _smoke_config(root)
     config.diffusion.self_condition = True
+    # Numbers as values (one <num> piece, Fourier features), so the hook, the CLIs and
+    # `predict` below all carry them.
+    config.data.number_tokens = "shared"
+    config.model.number_features = 4
     workdir = str(root / "run")
     result = train_and_evaluate(MathArtTask, config, workdir)
     return config, result, workdir
@@ -98,6 +102,7 @@ def test_smoke_run_trains_evaluates_and_writes_sample_grids(smoke_run):
     assert all(np.isfinite(losses))
     run = load_run(workdir, which="latest")
     assert run.params["unet"]["conv_in"]["kernel"].shape[2] == 6  # x_t and the x0 estimate
+    assert run.params["encoder"]["number_in"]["kernel"].shape == (2 * 4 + 2, 32)
     pngs = sorted(p for p in os.listdir(os.path.join(workdir, "images")) if p.startswith("samples"))
     assert len(pngs) == 2, pngs  # epochs 1 and 2
     grid = np.asarray(Image.open(os.path.join(workdir, "images", pngs[-1])))
@@ -262,14 +267,21 @@ def test_a_trained_run_is_usable_from_python(smoke_run):
     config, _, workdir = smoke_run
     trained = common.load_run(workdir)
     tok = tokenizer_from_meta(trained.meta)
-    texts = ["x^2 + y^2 = 9", "y = 0.5*x"]
+    texts, max_len = ["x^2 + y^2 = 9", "y = 0.5*x"], config.model.max_formula_tokens
     batch = {
-        "tokens": np.stack([tok.encode(t, config.model.max_formula_tokens) for t in texts]),
+        "tokens": tok.encode_batch(texts, max_len),
+        "numbers": tok.numbers_batch(texts, max_len),
         "style": style_features(np.array([0, 1])),
     }
     first, again = trained.predict(batch, seed=3), trained.predict(batch, seed=3)
     assert first["image"].shape == (2, SIZE, SIZE, 3) and first["image"].dtype == np.uint8
     np.testing.assert_array_equal(first["image"], again["image"])  # seeded: reproducible
+    # The run reads number values: its values, not only its ids, decide the image.
+    other = dict(batch, numbers=tok.numbers_batch(["x^2 + y^2 = 4", "y = 3*x"], max_len))
+    assert (tok.encode_batch(["x^2 + y^2 = 4", "y = 3*x"], max_len) == batch["tokens"]).all()
+    assert not np.array_equal(trained.predict(other, seed=3)["image"], first["image"])
+    with pytest.raises(ValueError, match="number_features"):
+        trained.predict({k: v for k, v in batch.items() if k != "numbers"}, seed=3)
 
 
 def test_sampling_a_run_whose_checkpoint_is_damaged_is_one_line(smoke_run, tmp_path, capsys):
