@@ -102,6 +102,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # sees that mean, learns image - mean. Measured on tiny32_cpu: mathart/README.md.
     c.model.regression = False
     c.model.regression_channels = 0
+    # The mean's network: "unet" (the U-Net above on pixel coordinates) or "field": every pixel
+    # drawn by a residual MLP of its coordinates' Fourier features, FiLM-conditioned on the
+    # formula (+ one attention to its tokens), field_* sized (mathart/models/field.py: dense
+    # layers over all pixels, which a CPU runs near its matmul rate). Measured: mathart/README.md.
+    c.model.regression_net = "unet"
+    c.model.field_width = 128
+    c.model.field_depth = 3
+    c.model.field_frequencies = 5
+    c.model.field_cross_attention = True
     # Train the regression mean alone (the denoiser is never run; samples are the mean): the
     # cheap first stage of a two-stage run, whose second stage starts from it with
     # --config.init_from=<this run> and model.regression=True. Measured: mathart/README.md.

@@ -10,6 +10,7 @@ from common.precision import compute_dtype
 from mathart.dataset import FAMILIES
 from mathart.input_pipeline import STYLE_DIM
 from mathart.models.denoiser import MathArtDenoiser
+from mathart.models.field import field_flops
 
 
 def num_families_of(config: ml_collections.ConfigDict) -> int:
@@ -48,6 +49,11 @@ def build_model(
         full_res_channels=m.full_res_channels,
         regression=m.regression,
         regression_channels=m.regression_channels,
+        regression_net=m.regression_net,
+        field_width=m.field_width,
+        field_depth=m.field_depth,
+        field_frequencies=m.field_frequencies,
+        field_cross_attention=m.field_cross_attention,
         output_modulation=m.output_modulation,
         number_features=m.number_features,
         dtype=compute_dtype(config) if dtype is None else dtype,
@@ -138,6 +144,16 @@ def forward_flops(config: ml_collections.ConfigDict) -> float:
     second_input = config.diffusion.self_condition or m.regression
     if not m.regression_only:
         flops += unet(m.base_channels, 6 if second_input else 3, m.extra_skip_scales)
-    if m.regression:  # the regression U-Net on the 3 coordinate channels
+    if m.regression and m.regression_net == "field":
+        flops += field_flops(
+            pixels=config.data.image_size**2,
+            width=m.field_width,
+            depth=m.field_depth,
+            frequencies=m.field_frequencies,
+            cross_attention=m.field_cross_attention,
+            ctx=ctx,
+            d=d,
+        )
+    elif m.regression:  # the regression U-Net on the 3 coordinate channels
         flops += unet(m.regression_channels or m.base_channels, 3, ())
     return float(flops)

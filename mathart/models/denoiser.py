@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from mathart.models.encoder import FormulaEncoder
+from mathart.models.field import ConditionalField
 from mathart.models.unet import ConditionalUNet
 
 Dtype = Any
@@ -106,6 +107,13 @@ class MathArtDenoiser(nn.Module):
     full_res_channels: int = 0  # width of the U-Net's full-resolution refinement (0: none)
     regression: bool = False  # a regression U-Net draws the mean; diffusion on the residual
     regression_channels: int = 0  # base channels of the regression U-Net (0: base_channels)
+    # The regression mean's network: "unet" (a U-Net on pixel coordinates) or "field" (a
+    # conditional neural field, `mathart.models.field`, of field_* sizes).
+    regression_net: str = "unet"
+    field_width: int = 128
+    field_depth: int = 3
+    field_frequencies: int = 5
+    field_cross_attention: bool = True
     output_modulation: bool = False  # the U-Nets' output norm scaled/shifted by the condition
     number_features: int = 0  # > 0: the encoder reads number values (Fourier features)
     dtype: Dtype = jnp.float32
@@ -149,7 +157,21 @@ class MathArtDenoiser(nn.Module):
             self_condition=self.self_condition or self.regression,
             **shape,
         )
-        if self.regression:
+        if self.regression and self.regression_net == "field":
+            self.mean_field = ConditionalField(
+                width=self.field_width,
+                depth=self.field_depth,
+                frequencies=self.field_frequencies,
+                cross_attention=self.field_cross_attention,
+                num_heads=self.num_attention_heads,
+                dtype=self.dtype,
+            )
+        elif self.regression:
+            if self.regression_net != "unet":
+                raise ValueError(
+                    f"config.model.regression_net '{self.regression_net}' unknown; choose one "
+                    "of: unet, field"
+                )
             self.mean_unet = ConditionalUNet(
                 base_channels=self.regression_channels or self.base_channels, **shape
             )
@@ -228,6 +250,8 @@ class MathArtDenoiser(nn.Module):
             raise ValueError("regression_mean of a model built without config.model.regression")
         b, h, w = image_shape[0], image_shape[1], image_shape[2]
         grid = jnp.broadcast_to(pixel_coordinates(h, w), (b, h, w, 3))
+        if self.regression_net == "field":
+            return self.mean_field(grid, condition.pooled, condition.tokens, condition.mask)
         # The U-Net's time input is a constant: there is no noise level to tell it.
         return self.mean_unet(
             grid, jnp.ones((b,), jnp.float32), condition.pooled, condition.tokens, condition.mask

@@ -337,6 +337,7 @@ def test_self_conditioned_training_sees_its_own_estimate_without_a_gradient_thro
         ("tiny32_cpu", {}),
         ("smoke", {"diffusion.self_condition": True}),
         ("smoke", {"model.regression": True, "model.regression_channels": 8}),
+        ("tiny32_cpu", {"model.regression": True, "model.regression_net": "field"}),
     ],
 )
 def test_analytic_flops_match_xla(profile, changes):
@@ -528,3 +529,80 @@ def test_encoder_reads_number_values_and_is_the_plain_encoder_without_numbers():
     assert float(jnp.abs(grads["number_in"]["kernel"]).sum()) > 0
     with pytest.raises(ValueError, match="number_features=4"):
         valued.apply({"params": params}, tokens, mask)
+
+
+def test_field_fourier_features_are_exact():
+    from mathart.models.field import fourier_features
+
+    c = jnp.array([[0.25, -0.5, 1.0]])
+    got = np.asarray(fourier_features(c, 2))
+    angles = np.pi * np.array([[0.25, 0.25 * 2], [-0.5, -0.5 * 2], [1.0, 2.0]]).reshape(-1)
+    np.testing.assert_allclose(
+        got[0], [0.25, -0.5, 1.0, *np.sin(angles), *np.cos(angles)], atol=1e-6
+    )
+
+
+def test_field_draws_each_pixel_from_its_own_position_and_the_formula():
+    """The neural-field mean is pointwise: moving a pixel's coordinates moves its value and
+    nothing else; the FiLM projection starts at zero (the formula acts only through the token
+    attention at first) and, once trained away from zero, the pooled formula changes the image.
+    Its analytic FLOPs match XLA's count."""
+    from mathart.models.denoiser import pixel_coordinates
+    from mathart.models.field import ConditionalField, field_flops
+
+    field = ConditionalField(width=32, depth=2, frequencies=3, num_heads=4)
+    b, size, length, d = 2, 8, 5, 16
+    coords = jnp.broadcast_to(pixel_coordinates(size, size), (b, size, size, 3))
+    pooled = jax.random.normal(jax.random.key(0), (b, d))
+    tokens = jax.random.normal(jax.random.key(1), (b, length, d))
+    mask = jnp.array([[True] * 5, [True, True, True, False, False]])
+    params = field.init(jax.random.key(2), coords, pooled, tokens, mask)["params"]
+    np.testing.assert_array_equal(params["film"]["kernel"], 0.0)
+    apply = jax.jit(field.apply)
+    out = apply({"params": params}, coords, pooled, tokens, mask)
+    assert out.shape == (b, size, size, 3) and out.dtype == jnp.float32
+    # Pointwise: the image of flipped coordinates is the flipped image.
+    flipped = apply({"params": params}, coords[:, :, ::-1], pooled, tokens, mask)
+    np.testing.assert_allclose(flipped, out[:, :, ::-1], atol=1e-5)
+    # Padding tokens are invisible.
+    junk = tokens.at[1, 3:].set(9.0)
+    np.testing.assert_allclose(
+        apply({"params": params}, coords, pooled, junk, mask), out, atol=1e-5
+    )
+    # FiLM at zero: the pooled vector does nothing yet; away from zero it does.
+    np.testing.assert_allclose(
+        apply({"params": params}, coords, pooled * 3.0, tokens, mask), out, atol=1e-6
+    )
+    moved = dict(
+        params, film={"kernel": params["film"]["kernel"] + 0.1, "bias": params["film"]["bias"]}
+    )
+    a = apply({"params": moved}, coords, pooled, tokens, mask)
+    c = apply({"params": moved}, coords, pooled * 3.0, tokens, mask)
+    assert float(jnp.abs(a - c).max()) > 1e-3
+    for cross in (True, False):
+        one = ConditionalField(width=32, depth=2, frequencies=3, cross_attention=cross)
+        args = (coords[:1], pooled[:1], tokens[:1], mask[:1])
+        shapes = jax.eval_shape(functools.partial(one.init, jax.random.key(0), *args))
+        fwd = jax.jit(one.apply)
+        xla = fwd.lower(shapes, *args).cost_analysis()["flops"]
+        kw = dict(width=32, depth=2, frequencies=3, cross_attention=cross, ctx=length, d=d)
+        ratio = field_flops(pixels=size * size, **kw) / xla
+        assert 0.85 < ratio < 1.02, (cross, ratio)
+
+
+def test_the_model_draws_its_mean_with_the_field_and_names_an_unknown_net():
+    x, t, tokens, mask, style = _inputs()
+    model = _model(
+        regression=True, regression_net="field", field_width=32, field_depth=1, **ONE_LEVEL
+    )
+    variables = model.init(jax.random.key(0), x, t, tokens, mask, style)
+    assert "mean_field" in variables["params"] and "mean_unet" not in variables["params"]
+    cond, _ = model.apply(variables, tokens, mask, style, method=MathArtDenoiser.conditions)
+    mean = model.apply(variables, cond, x.shape, method=MathArtDenoiser.regression_mean)
+    assert mean.shape == x.shape and bool(jnp.isfinite(mean).all())
+    with pytest.raises(
+        ValueError, match="regression_net 'mlp' unknown; choose one of: unet, field"
+    ):
+        _model(regression=True, regression_net="mlp").init(
+            jax.random.key(0), x, t, tokens, mask, style
+        )
