@@ -150,6 +150,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # > 0: the regression mean's MSE on 1/2, 1/4, ... average-pooled copies is added (that many
     # levels; mathart.losses.pyramid_mse), so a curve drawn near its place is pulled onto it.
     c.loss.regression_pyramid_levels = 0
+    # > 0: the regression mean is also trained on the geometry loss (math_loss: Sobel edges and
+    # luminance, both by correlation, so a faint curve in the right place counts as much as a
+    # bright one), with this weight inside regression_weight. MSE alone prefers no curve to a
+    # curve that might be misplaced. Measured: mathart/README.md.
+    c.loss.regression_math_weight = 0.0
     c.loss.family_weight = 0.1  # family-classification head on the formula encoder (0 = off)
     c.loss.perceptual = "auto"  # "auto" (vgg16 if vgg_weights else structural) | explicit
     c.loss.vgg_weights = ""  # path to the published VGG16 weights (.h5 / .npz), optional

@@ -254,6 +254,8 @@ class MathArtTask(Task):
                 terms["regression_pyramid"] = losses.pyramid_mse(
                     mean, x0, c.loss.regression_pyramid_levels
                 )
+            if c.loss.regression_math_weight > 0:
+                terms["regression_math"] = losses.math_loss(mean, x0)
             if c.model.regression_only:
                 return self._mean_only_terms(terms, family_logits, batch)
             # Diffusion on the residual: its loss does not pull the mean (trained by MSE
@@ -325,10 +327,14 @@ class MathArtTask(Task):
             ),
         }
 
-    @staticmethod
-    def _regression_error(terms) -> jax.Array:
-        """What trains the regression mean: its MSE, plus the pooled levels' when configured."""
-        return terms["regression_mse"] + terms.get("regression_pyramid", 0.0)
+    def _regression_error(self, terms) -> jax.Array:
+        """What trains the regression mean: its MSE, plus the pooled levels' and the weighted
+        geometry loss when configured."""
+        return (
+            terms["regression_mse"]
+            + terms.get("regression_pyramid", 0.0)
+            + self.config.loss.regression_math_weight * terms.get("regression_math", 0.0)
+        )
 
     def _mean_only_terms(self, terms, family_logits, batch) -> dict[str, jax.Array]:
         """model.regression_only: the regression MSE (+ the family head) is the whole loss;

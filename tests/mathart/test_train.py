@@ -309,7 +309,8 @@ def test_sampling_a_run_whose_checkpoint_is_damaged_is_one_line(smoke_run, tmp_p
 
 def test_two_stage_run_regression_mean_first_then_residual_diffusion(tmp_path):
     """Stage 1 (``model.regression_only``) trains the regression mean alone through the real
-    loop: the loss is regression_weight x its MSE (+ the pooled levels' MSE), the denoiser
+    loop: the loss is regression_weight x its MSE (+ the pooled levels' MSE + the weighted
+    geometry loss), the denoiser
     never runs (its params stay at their initialisation), the best checkpoint is picked by
     val/regression_mse, and the run's samples are the mean. Stage 2 starts the whole model
     from it with ``config.init_from``."""
@@ -317,6 +318,7 @@ def test_two_stage_run_regression_mean_first_then_residual_diffusion(tmp_path):
     config.model.regression, config.model.regression_only = True, True
     config.model.regression_channels = 8
     config.loss.regression_pyramid_levels = 2
+    config.loss.regression_math_weight = 0.5
     config.max_steps, config.eval_every_steps, config.checkpoint_every_steps = 4, 2, 2
     stage1 = str(tmp_path / "stage1")
     result = train_and_evaluate(MathArtTask, config, stage1)
@@ -324,11 +326,16 @@ def test_two_stage_run_regression_mean_first_then_residual_diffusion(tmp_path):
     rows = _metrics(stage1)
     keys = set().union(*rows)
     assert {"train/loss", "train/regression_mse", "train/regression_pyramid"} <= keys
+    assert {"train/regression_math", "val/regression_math"} <= keys
     assert "val/regression_mse" in keys
     assert not {"train/mse", "val/mse", "val/x0_mse"} & keys  # nothing the step did not run
     logged = [r for r in rows if "train/loss" in r]
     for r in logged:
-        error = r["train/regression_mse"] + r["train/regression_pyramid"]
+        error = (
+            r["train/regression_mse"]
+            + r["train/regression_pyramid"]
+            + 0.5 * r["train/regression_math"]
+        )
         assert r["train/loss"] == pytest.approx(config.loss.regression_weight * error, rel=1e-6)
     best = min(
         (r for r in rows if "val/regression_mse" in r), key=lambda r: r["val/regression_mse"]
