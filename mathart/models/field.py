@@ -7,8 +7,9 @@ a fraction of its matrix-multiply rate, and it draws a curve by moving features 
 pyramid of 16x16 ... 4x4 maps. What a formula says, though, is where each pixel lies relative to
 a curve: `y - (a x^2 + b x + c)` for a parabola, `(x - p)^2 + (y - q)^2 - r^2` for a circle. A
 network that sees one pixel's coordinates and the formula's embedding computes such a function
-directly, and its work is a stack of dense layers over all B x H x W pixels at once: large
-matrix multiplies, the fastest thing a CPU (or an accelerator) does.
+directly, and its work is a stack of dense layers over all B x H x W pixels at once. (Measured
+on one CPU core, the norms, activations and attention over 32,768 pixels keep it at about a
+fifth of the matmul rate: its step costs what the 32-channel U-Net mean's does.)
 
 The network (one pixel; all pixels share the weights):
 - the pixel's x, y, r (`pixel_coordinates`) and their Fourier features sin/cos(pi 2^k c),
