@@ -103,6 +103,11 @@ class MathArtTask(Task):
                 f"config.loss.colour_mode '{config.loss.colour_mode}' unknown; choose one of: "
                 f"{', '.join(losses.COLOUR_MODES)}"
             )
+        if config.model.regression_net not in ("unet", "field"):
+            raise ValueError(
+                f"config.model.regression_net '{config.model.regression_net}' unknown; choose "
+                "one of: unet, field"
+            )
         if config.data.number_tokens == "shared" and config.model.number_features <= 0:
             raise ValueError(
                 "config.data.number_tokens='shared' writes every number as the one piece <num>, "

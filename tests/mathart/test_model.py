@@ -267,6 +267,20 @@ def test_a_self_conditioning_share_outside_0_1_is_refused():
         MathArtTask(config)
 
 
+def test_an_unknown_mean_network_or_shared_numbers_without_values_are_refused_at_once():
+    from configs.mathart import get_config
+    from mathart.task import MathArtTask
+
+    config = get_config("smoke")
+    config.model.regression_net = "mlp"
+    with pytest.raises(ValueError, match="regression_net 'mlp' unknown; choose one of: unet"):
+        MathArtTask(config)
+    config = get_config("smoke")
+    config.data.number_tokens = "shared"
+    with pytest.raises(ValueError, match="needs its value"):
+        MathArtTask(config)
+
+
 def test_self_conditioned_training_sees_its_own_estimate_without_a_gradient_through_it(
     monkeypatch,
 ):
