@@ -94,8 +94,11 @@ class MathArtData:
 def encode_split(raw: dict[str, np.ndarray], tokenizer: Tokenizer, max_len: int) -> Split:
     """Raw dataset arrays (`build_arrays`/`load_jsonl` layout) -> a tokenized `Split`."""
     formulas = np.asarray(raw["formula"], dtype=np.str_)
-    tokens = tokenizer.encode_batch(formulas, max_len)
-    lengths = np.asarray([len(tokenizer.ids(str(f))) + 2 for f in formulas])
+    # One lexer pass per formula gives its ids, its number values and its full length.
+    encoded = [tokenizer.encode_with_numbers(str(f), max_len) for f in formulas]
+    tokens = np.stack([e[0] for e in encoded]) if encoded else np.zeros((0, max_len), np.int32)
+    numbers = np.stack([e[1] for e in encoded]) if encoded else np.zeros((0, max_len), np.float32)
+    lengths = np.asarray([e[2] for e in encoded])
     truncated = int((lengths > max_len).sum())
     if truncated:
         logging.warning(
@@ -110,7 +113,7 @@ def encode_split(raw: dict[str, np.ndarray], tokenizer: Tokenizer, max_len: int)
     arrays = {
         "image": np.asarray(raw["image"], np.uint8),
         "tokens": tokens.astype(np.int32),
-        "numbers": tokenizer.numbers_batch(formulas, max_len),
+        "numbers": numbers,
         "family": np.asarray(raw["family"], np.int32),
         "style": style_features(seeds),
     }

@@ -38,6 +38,7 @@ from mathart.formula import Tokenizer
 from mathart.generate import captioned_pairs, generator_from_config, to_uint8
 from mathart.models import MathArtDenoiser, build_model, forward_flops, num_families_of
 from mathart.models import vgg16 as vgg_lib
+from mathart.models.denoiser import REGRESSION_NETS
 
 PERCEPTUAL = ("auto", "structural", "vgg16")
 
@@ -103,10 +104,10 @@ class MathArtTask(Task):
                 f"config.loss.colour_mode '{config.loss.colour_mode}' unknown; choose one of: "
                 f"{', '.join(losses.COLOUR_MODES)}"
             )
-        if config.model.regression_net not in ("unet", "field"):
+        if config.model.regression_net not in REGRESSION_NETS:
             raise ValueError(
                 f"config.model.regression_net '{config.model.regression_net}' unknown; choose "
-                "one of: unet, field"
+                f"one of: {', '.join(REGRESSION_NETS)}"
             )
         if config.data.number_tokens == "shared" and config.model.number_features <= 0:
             raise ValueError(

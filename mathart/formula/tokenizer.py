@@ -151,14 +151,22 @@ class Tokenizer:
 
     def encode(self, text: str, max_len: int) -> np.ndarray:
         """``int32 [max_len]``: ``<bos> ids <eos>`` then zeros (see the module docstring)."""
+        return self.encode_with_numbers(text, max_len)[0]
+
+    def encode_with_numbers(self, text: str, max_len: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """(`encode`, `numbers_of`, the untruncated length with <bos>/<eos>) from one pass
+        of the lexer."""
         if max_len < 3:
             raise ValueError(f"max_len must be at least 3 (<bos>, one id, <eos>), got {max_len}")
-        body = self.ids(text)[: max_len - 2]
-        out = np.zeros((max_len,), np.int32)
-        out[0] = BOS
-        out[1 : 1 + len(body)] = body
-        out[1 + len(body)] = EOS
-        return out
+        valued = self._valued_ids(text)
+        body = valued[: max_len - 2]
+        ids = np.zeros((max_len,), np.int32)
+        ids[0] = BOS
+        ids[1 : 1 + len(body)] = [i for i, _ in body]
+        ids[1 + len(body)] = EOS
+        numbers = np.full((max_len,), np.nan, np.float32)
+        numbers[1 : 1 + len(body)] = [v for _, v in body]
+        return ids, numbers, len(valued) + 2
 
     def encode_batch(self, texts: Iterable[str], max_len: int) -> np.ndarray:
         """``int32 [N, max_len]``."""
@@ -168,12 +176,7 @@ class Tokenizer:
     def numbers_of(self, text: str, max_len: int) -> np.ndarray:
         """``float32 [max_len]`` aligned with `encode`: each id's number value, NaN elsewhere
         (specials, padding, pieces that are not numbers)."""
-        if max_len < 3:
-            raise ValueError(f"max_len must be at least 3 (<bos>, one id, <eos>), got {max_len}")
-        body = [v for _, v in self._valued_ids(text)][: max_len - 2]
-        out = np.full((max_len,), np.nan, np.float32)
-        out[1 : 1 + len(body)] = body
-        return out
+        return self.encode_with_numbers(text, max_len)[1]
 
     def numbers_batch(self, texts: Iterable[str], max_len: int) -> np.ndarray:
         """``float32 [N, max_len]``, `numbers_of` each text."""

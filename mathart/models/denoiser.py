@@ -81,6 +81,9 @@ def pixel_coordinates(height: int, width: int) -> jax.Array:
     return jnp.stack([x, y, jnp.sqrt(x * x + y * y)], axis=-1)
 
 
+REGRESSION_NETS = ("unet", "field")  # config.model.regression_net
+
+
 class MathArtDenoiser(nn.Module):
     """Formula-conditioned denoiser; sizes come from ``config.model`` (see configs/mathart.py)."""
 
@@ -167,10 +170,10 @@ class MathArtDenoiser(nn.Module):
                 dtype=self.dtype,
             )
         elif self.regression:
-            if self.regression_net != "unet":
+            if self.regression_net not in REGRESSION_NETS:
                 raise ValueError(
                     f"config.model.regression_net '{self.regression_net}' unknown; choose one "
-                    "of: unet, field"
+                    f"of: {', '.join(REGRESSION_NETS)}"
                 )
             self.mean_unet = ConditionalUNet(
                 base_channels=self.regression_channels or self.base_channels, **shape
