@@ -157,6 +157,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # bright one), with this weight inside regression_weight. MSE alone prefers no curve to a
     # curve that might be misplaced. Measured: mathart/README.md.
     c.loss.regression_math_weight = 0.0
+    # > 0: the regression mean is also trained on the structural loss (multi-scale 1 - SSIM +
+    # gradient L1, mathart.losses.structural_loss): SSIM compares local contrast and structure,
+    # so a blur that only matches the mean colour earns nothing. Measured: mathart/README.md.
+    c.loss.regression_structural_weight = 0.0
     c.loss.family_weight = 0.1  # family-classification head on the formula encoder (0 = off)
     c.loss.perceptual = "auto"  # "auto" (vgg16 if vgg_weights else structural) | explicit
     c.loss.vgg_weights = ""  # path to the published VGG16 weights (.h5 / .npz), optional

@@ -262,6 +262,8 @@ class MathArtTask(Task):
                 )
             if c.loss.regression_math_weight > 0:
                 terms["regression_math"] = losses.math_loss(mean, x0)
+            if c.loss.regression_structural_weight > 0:
+                terms["regression_structural"] = losses.structural_loss(mean, x0)
             if c.model.regression_only:
                 return self._mean_only_terms(terms, family_logits, batch)
             # Diffusion on the residual: its loss does not pull the mean (trained by MSE
@@ -335,11 +337,13 @@ class MathArtTask(Task):
 
     def _regression_error(self, terms) -> jax.Array:
         """What trains the regression mean: its MSE, plus the pooled levels' and the weighted
-        geometry loss when configured."""
+        geometry and structural losses when configured."""
+        w = self.config.loss
         return (
             terms["regression_mse"]
             + terms.get("regression_pyramid", 0.0)
-            + self.config.loss.regression_math_weight * terms.get("regression_math", 0.0)
+            + w.regression_math_weight * terms.get("regression_math", 0.0)
+            + w.regression_structural_weight * terms.get("regression_structural", 0.0)
         )
 
     def _mean_only_terms(self, terms, family_logits, batch) -> dict[str, jax.Array]:

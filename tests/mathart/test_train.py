@@ -310,7 +310,7 @@ def test_sampling_a_run_whose_checkpoint_is_damaged_is_one_line(smoke_run, tmp_p
 def test_two_stage_run_regression_mean_first_then_residual_diffusion(tmp_path):
     """Stage 1 (``model.regression_only``) trains the regression mean alone through the real
     loop: the loss is regression_weight x its MSE (+ the pooled levels' MSE + the weighted
-    geometry loss), the denoiser
+    geometry and structural losses), the denoiser
     never runs (its params stay at their initialisation), the best checkpoint is picked by
     val/regression_mse, and the run's samples are the mean. Stage 2 starts the whole model
     from it with ``config.init_from``."""
@@ -319,6 +319,7 @@ def test_two_stage_run_regression_mean_first_then_residual_diffusion(tmp_path):
     config.model.regression_channels = 8
     config.loss.regression_pyramid_levels = 2
     config.loss.regression_math_weight = 0.5
+    config.loss.regression_structural_weight = 0.25
     config.max_steps, config.eval_every_steps, config.checkpoint_every_steps = 4, 2, 2
     stage1 = str(tmp_path / "stage1")
     result = train_and_evaluate(MathArtTask, config, stage1)
@@ -326,7 +327,7 @@ def test_two_stage_run_regression_mean_first_then_residual_diffusion(tmp_path):
     rows = _metrics(stage1)
     keys = set().union(*rows)
     assert {"train/loss", "train/regression_mse", "train/regression_pyramid"} <= keys
-    assert {"train/regression_math", "val/regression_math"} <= keys
+    assert {"train/regression_math", "val/regression_math", "train/regression_structural"} <= keys
     assert "val/regression_mse" in keys
     assert not {"train/mse", "val/mse", "val/x0_mse"} & keys  # nothing the step did not run
     logged = [r for r in rows if "train/loss" in r]
@@ -335,6 +336,7 @@ def test_two_stage_run_regression_mean_first_then_residual_diffusion(tmp_path):
             r["train/regression_mse"]
             + r["train/regression_pyramid"]
             + 0.5 * r["train/regression_math"]
+            + 0.25 * r["train/regression_structural"]
         )
         assert r["train/loss"] == pytest.approx(config.loss.regression_weight * error, rel=1e-6)
     best = min(
