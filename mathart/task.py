@@ -41,6 +41,12 @@ from mathart.models import vgg16 as vgg_lib
 from mathart.models.denoiser import REGRESSION_NETS
 
 PERCEPTUAL = ("auto", "structural", "vgg16")
+# Image losses the regression mean may add to its MSE: metric name -> (its config.loss weight,
+# the loss). One table, so the step computes and weighs exactly the configured ones.
+MEAN_IMAGE_LOSSES = {
+    "regression_math": ("regression_math_weight", losses.math_loss),
+    "regression_structural": ("regression_structural_weight", losses.structural_loss),
+}
 
 
 def tokenizer_from_meta(meta: dict) -> Tokenizer:
@@ -260,14 +266,13 @@ class MathArtTask(Task):
                 terms["regression_pyramid"] = losses.pyramid_mse(
                     mean, x0, c.loss.regression_pyramid_levels
                 )
-            if c.loss.regression_math_weight > 0:
-                terms["regression_math"] = losses.math_loss(mean, x0)
-            if c.loss.regression_structural_weight > 0:
-                terms["regression_structural"] = losses.structural_loss(mean, x0)
+            for term, (weight_key, loss) in MEAN_IMAGE_LOSSES.items():
+                if c.loss[weight_key] > 0:
+                    terms[term] = loss(mean, x0)
             if c.model.regression_only:
                 return self._mean_only_terms(terms, family_logits, batch)
-            # Diffusion on the residual: its loss does not pull the mean (trained by MSE
-            # alone, as a separate network would be), and the denoiser sees the mean.
+            # Diffusion on the residual: its loss does not pull the mean (trained by its own
+            # losses alone, as a separate network would be), and the denoiser sees the mean.
             mean = jax.lax.stop_gradient(mean)
             x0_full, x0 = x0, x0 - mean
         x_t = diffusion.q_sample(self.schedule, x0, t, noise)
@@ -339,12 +344,10 @@ class MathArtTask(Task):
         """What trains the regression mean: its MSE, plus the pooled levels' and the weighted
         geometry and structural losses when configured."""
         w = self.config.loss
-        return (
-            terms["regression_mse"]
-            + terms.get("regression_pyramid", 0.0)
-            + w.regression_math_weight * terms.get("regression_math", 0.0)
-            + w.regression_structural_weight * terms.get("regression_structural", 0.0)
-        )
+        error = terms["regression_mse"] + terms.get("regression_pyramid", 0.0)
+        for term, (weight_key, _) in MEAN_IMAGE_LOSSES.items():
+            error = error + w[weight_key] * terms.get(term, 0.0)
+        return error
 
     def _mean_only_terms(self, terms, family_logits, batch) -> dict[str, jax.Array]:
         """model.regression_only: the regression MSE (+ the family head) is the whole loss;
